@@ -1,0 +1,107 @@
+"""User-facing errors: one exception type that the CLI turns into a message and an exit code.
+
+Every mistake in a user's input (model file, data file, command line) becomes a
+:class:`SpiceError`. Anything else that escapes is a bug in spicedsl.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spicedsl.source import Source, Span
+
+EXIT_INPUT_ERROR = 1
+EXIT_USAGE_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error message, with the place in a model file it refers to.
+
+    >>> src = Source("m.spice", "state x = 1\\n")
+    >>> print(Diagnostic("unknown name 'y'", src.span(6, 7), hint="did you mean 'x'?").render(src))
+    m.spice:1:7: error: unknown name 'y'
+        state x = 1
+              ^
+    hint: did you mean 'x'?
+    """
+
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+
+    def render(self, source: Source | None) -> str:
+        if self.span is None or source is None:
+            where = f"{source.name}: " if source is not None else ""
+            lines = [f"{where}error: {self.message}"]
+        else:
+            line, col = source.line_col(self.span.start)
+            lines = [f"{source.name}:{line}:{col}: error: {self.message}"]
+            lines.extend(source.excerpt(self.span))
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class SpiceError(Exception):
+    """Base of every error caused by the user's input; the CLI prints ``render()``."""
+
+    exit_code = EXIT_INPUT_ERROR
+
+    def render(self) -> str:
+        return f"error: {self}"
+
+
+class UsageError(SpiceError):
+    """The command line itself is wrong (exit code 2)."""
+
+    exit_code = EXIT_USAGE_ERROR
+
+
+@dataclass
+class ModelError(SpiceError):
+    """One or more errors in a model file, all reported together."""
+
+    source: Source | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+@dataclass
+class DataError(SpiceError):
+    """A problem in a data file, located by file, row and column where known.
+
+    ``row`` counts lines of the file from 1, the header being row 1.
+
+    >>> print(DataError("choice is not a number: 'x'", path="d.csv", row=3, column="choice").render())
+    d.csv:3: column 'choice': error: choice is not a number: 'x'
+    """
+
+    message: str
+    path: str | None = None
+    row: int | None = None
+    column: str | None = None
+    hint: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path + (f":{self.row}" if self.row is not None else "") + ": "
+        if self.column:
+            where += f"column '{self.column}': "
+        text = f"{where}error: {self.message}"
+        if self.hint:
+            text += f"\nhint: {self.hint}"
+        return text
+
+
+class FitError(SpiceError):
+    """Training or equation fitting failed for a reason the user can act on."""
