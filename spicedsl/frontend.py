@@ -1,0 +1,52 @@
+"""Model text -> checked AST -> IR: the front end every command goes through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spicedsl.errors import Diagnostic, ModelError
+from spicedsl.semantics.check import check
+from spicedsl.source import Source
+from spicedsl.syntax import ast
+from spicedsl.syntax.parser import parse
+
+
+def read_source(path_or_text: str | Path) -> Source:
+    """A model file's text, or the text itself when it does not look like a path.
+
+    A value with a newline, or no ``.spice`` ending, that is not an existing file is
+    taken as model text.
+    """
+    text = str(path_or_text)
+    looks_like_path = isinstance(path_or_text, Path) or (
+        "\n" not in text and (text.endswith(".spice") or Path(text).is_file())
+    )
+    if not looks_like_path:
+        return Source("<model>", text)
+    try:
+        return Source(text, Path(text).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(None, [_no_file(f"model file '{text}' does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelError(None, [_no_file(f"cannot read model file '{text}': {error}")]) from None
+
+
+def _no_file(message: str) -> Diagnostic:
+    return Diagnostic(message)
+
+
+def checked_program(source: Source) -> ast.Program:
+    """Parse and check; raise :class:`ModelError` listing every problem."""
+    program = parse(source.text, source.name)
+    diagnostics = check(program, source)
+    if diagnostics:
+        raise ModelError(source, diagnostics)
+    return program
+
+
+def load_ir(path_or_text: str | Path):
+    """The checked :class:`spicedsl.ir.Model` of a model file or text."""
+    from spicedsl.semantics.lower import lower
+
+    source = read_source(path_or_text)
+    return lower(checked_program(source), source)

@@ -1,0 +1,152 @@
+"""The checked model: the one description that code generation, simulation and fitting read.
+
+Expressions are sympy objects whose symbols come from :func:`symbol`. Nothing here
+refers to the parse tree or the AST; ``line`` fields point back into the model file
+for messages and for the ``# model.spice:LINE`` comments of generated code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy
+
+from spicedsl.settings import FitSettings
+
+# Data columns with a fixed meaning; any other ``data.NAME`` is an extra input column.
+CHOICE_COLUMN = "choice"  # one-hot: 1 for the chosen action
+REWARD_COLUMN = "reward"  # the chosen action's reward, broadcast to every action
+REWARDS_COLUMN = "rewards"  # every action's reward (counterfactual tasks: reward_0, reward_1, ...)
+
+
+def symbol(name: str) -> sympy.Symbol:
+    """The sympy symbol of a model name (states, controls and params alike)."""
+    return sympy.Symbol(name, real=True)
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    initial: float
+    line: int
+
+
+@dataclass(frozen=True)
+class Control:
+    """A per-trial signal: a data column (``column``) or a state's start-of-trial value."""
+
+    name: str
+    column: str | None
+    state: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class TrialFilter:
+    """``chosen``, ``not_chosen``, ``all``, or ``condition`` with a sympy relational."""
+
+    kind: str
+    condition: sympy.Basic | None = None
+
+
+@dataclass(frozen=True)
+class LearnedModule:
+    """A module learnt as a network, then replaced by a sparse polynomial equation."""
+
+    name: str
+    target: str
+    filter: TrialFilter
+    inputs: tuple[str, ...]
+    activation: str | None
+    degree: int
+    threshold: float
+    embedded: bool
+    line: int
+
+
+@dataclass(frozen=True)
+class EquationModule:
+    """A hard-coded module: the target's new value is ``expr``."""
+
+    name: str
+    target: str
+    filter: TrialFilter
+    expr: sympy.Expr
+    line: int
+
+
+Module = LearnedModule | EquationModule
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named scalar. Learnable unless ``fixed``; ``value`` is its value or starting point."""
+
+    name: str
+    lower: float | None
+    upper: float | None
+    value: float | None
+    fixed: bool
+    per_participant: bool
+    embedded: bool
+    line: int
+
+    @property
+    def initial(self) -> float:
+        """The starting value of a learnable param: its ``init``, or a point inside its bounds."""
+        if self.value is not None:
+            return self.value
+        if self.lower is not None and self.upper is not None:
+            return (self.lower + self.upper) / 2
+        if self.lower is not None:
+            return self.lower + 1.0
+        if self.upper is not None:
+            return self.upper - 1.0
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Embedding:
+    size: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    description: str | None
+    n_actions: int | None  # None: taken from the data
+    states: tuple[State, ...]
+    controls: tuple[Control, ...]
+    modules: tuple[Module, ...]
+    params: tuple[Param, ...]
+    logits: sympy.Expr
+    logits_line: int
+    embedding: Embedding | None
+    fit: FitSettings
+    source_name: str
+
+    @cached_property
+    def learned_modules(self) -> tuple[LearnedModule, ...]:
+        return tuple(m for m in self.modules if isinstance(m, LearnedModule))
+
+    @cached_property
+    def data_columns(self) -> tuple[str, ...]:
+        """Extra data columns the model reads (beyond choice and reward)."""
+        fixed = {CHOICE_COLUMN, REWARD_COLUMN, REWARDS_COLUMN}
+        return tuple(c.column for c in self.controls if c.column and c.column not in fixed)
+
+    @cached_property
+    def is_generative(self) -> bool:
+        """True when every mechanism is known: no learnable module, every param fixed."""
+        return not self.learned_modules and all(p.fixed for p in self.params)
+
+    def binary_inputs(self, module: LearnedModule) -> tuple[str, ...]:
+        """Inputs of ``module`` that only take the values 0 and 1 whatever the data."""
+        controls = {c.name: c for c in self.controls}
+        return tuple(
+            name
+            for name in module.inputs
+            if name in controls and controls[name].column == CHOICE_COLUMN
+        )

@@ -1,0 +1,232 @@
+"""AST -> canonical ``.spice`` text, used by ``spicedsl fmt`` and to write fitted models.
+
+The printer checks itself: it parses what it printed and fails loudly if the result
+differs from the tree it was given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from spicedsl.syntax import ast
+from spicedsl.syntax.parser import parse
+
+INDENT = "    "
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+# Binding strength of each expression form; higher binds tighter.
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3, "^": 4, "atom": 5}
+
+
+def format_number(value: float) -> str:
+    """The shortest text that parses back to ``value``.
+
+    >>> format_number(2.0), format_number(0.5), format_number(1e-5), format_number(-3.0)
+    ('2', '0.5', '1e-05', '-3')
+    """
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def format_expr(expr: ast.Expr) -> str:
+    """An expression with the fewest parentheses that keep its tree.
+
+    >>> from spicedsl.syntax.ast import BinOp, Name, Neg
+    >>> format_expr(BinOp("-", Name("a"), BinOp("-", Name("b"), Name("c"))))
+    'a - (b - c)'
+    >>> format_expr(BinOp("^", Neg(Name("x")), Name("y")))
+    '(-x) ^ y'
+    """
+    return _expr(expr)
+
+
+def _strength(expr: ast.Expr) -> int:
+    if isinstance(expr, ast.BinOp):
+        return _PRECEDENCE[expr.op]
+    if isinstance(expr, ast.Neg) or (isinstance(expr, ast.Number) and expr.value < 0):
+        return _PRECEDENCE["neg"]
+    return _PRECEDENCE["atom"]
+
+
+def _wrap(expr: ast.Expr, needed: bool) -> str:
+    text = _expr(expr)
+    return f"({text})" if needed else text
+
+
+def _expr(expr: ast.Expr) -> str:
+    if isinstance(expr, ast.Number):
+        return format_number(expr.value)
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Call):
+        return f"{expr.func.id}({', '.join(_expr(a) for a in expr.args)})"
+    if isinstance(expr, ast.Neg):
+        return "-" + _wrap(expr.operand, _strength(expr.operand) < _PRECEDENCE["neg"])
+    strength = _PRECEDENCE[expr.op]
+    if expr.op == "^":
+        left = _wrap(expr.left, _strength(expr.left) < _PRECEDENCE["atom"])
+        right = _wrap(expr.right, _strength(expr.right) < _PRECEDENCE["neg"])
+    else:
+        left = _wrap(expr.left, _strength(expr.left) < strength)
+        right = _wrap(expr.right, _strength(expr.right) <= strength)
+    return f"{left} {expr.op} {right}"
+
+
+def format_statement(stmt: ast.Statement) -> list[str]:
+    """The canonical lines of one statement."""
+    if isinstance(stmt, ast.ModelDecl):
+        description = f' "{stmt.description}"' if stmt.description is not None else ""
+        return [f"model {stmt.name.id}{description}"]
+    if isinstance(stmt, ast.ActionsDecl):
+        return [f"actions {stmt.count if stmt.count is not None else 'from data'}"]
+    if isinstance(stmt, ast.StateDecl):
+        return [f"state {stmt.name.id} = {format_number(stmt.initial.value)}"]
+    if isinstance(stmt, ast.ControlDecl):
+        source = f"data.{stmt.column.id}" if stmt.column else stmt.state.id
+        return [f"control {stmt.name.id} = {source}"]
+    if isinstance(stmt, ast.ModuleDecl):
+        header = f"module {stmt.name.id} updates {stmt.target.id} {_filter(stmt.filter)}"
+        return [header, INDENT + _body(stmt.body)]
+    if isinstance(stmt, ast.ParamDecl):
+        return [_param(stmt)]
+    if isinstance(stmt, ast.LogitsDecl):
+        return [f"logits = {_expr(stmt.expr)}"]
+    if isinstance(stmt, ast.EmbeddingDecl):
+        text = f"embedding size {stmt.size}"
+        if stmt.dropout is not None:
+            text += f" dropout {format_number(stmt.dropout.value)}"
+        if stmt.targets:
+            text += " for " + ", ".join(n.id for n in stmt.targets)
+        return [text]
+    options = " ".join(f"{o.name.id} {format_number(o.value.value)}" for o in stmt.options)
+    return [f"fit {options}"]
+
+
+def _filter(trial_filter: ast.TrialFilter) -> str:
+    if trial_filter.kind == "condition":
+        c = trial_filter.condition
+        return f"when {_expr(c.left)} {c.op} {_expr(c.right)}"
+    return "when " + trial_filter.kind.replace("_", " ")
+
+
+def _body(body: ast.Learn | ast.Equation) -> str:
+    if isinstance(body, ast.Equation):
+        return f"{body.name.id} = {_expr(body.expr)}"
+    text = f"learn({', '.join(n.id for n in body.inputs)})"
+    if body.activation is not None:
+        text += f" activation {body.activation.id}"
+    if body.degree is not None:
+        text += f" degree {body.degree}"
+    if body.threshold is not None:
+        text += f" threshold {format_number(body.threshold.value)}"
+    return text
+
+
+def _param(param: ast.ParamDecl) -> str:
+    text = f"param {param.name.id}"
+    low, high = param.lower, param.upper
+    if low is not None and high is not None:
+        text += f" in ({format_number(low.value)}, {format_number(high.value)})"
+    elif low is not None:
+        text += f" > {format_number(low.value)}"
+    elif high is not None:
+        text += f" < {format_number(high.value)}"
+    if param.per_participant:
+        text += " per participant"
+    if param.value is not None:
+        text += (" = " if param.fixed else " init ") + format_number(param.value.value)
+    return text
+
+
+def format_program(program: ast.Program, text: str = "") -> str:
+    """The canonical text of ``program``, keeping its comments and blank lines.
+
+    ``text`` is the source the program was parsed from: it tells where comments stood
+    and where blank lines separated statements. Without it, comments are not printed.
+
+    >>> src = "model m  # tutorial\\nstate x=0.5\\n\\n\\nlogits = 3*x"
+    >>> print(format_program(parse(src), src))
+    model m  # tutorial
+    state x = 0.5
+    <BLANKLINE>
+    logits = 3 * x
+    <BLANKLINE>
+    """
+    out = _layout(program, text)
+    reparsed = parse(out, "<printer output>")
+    if reparsed.statements != program.statements:
+        raise AssertionError("spicedsl's printer changed the model; please report this bug")
+    return out
+
+
+def _layout(program: ast.Program, text: str) -> str:
+    statements = program.statements
+    leading: dict[int, list[ast.Comment]] = {i: [] for i in range(len(statements) + 1)}
+    trailing: dict[tuple[int, str], ast.Comment] = {}
+    for comment in program.comments if text else ():
+        line_start = text.rfind("\n", 0, comment.span.start) + 1
+        own_line = not text[line_start : comment.span.start].strip()
+        if own_line:
+            index = next(
+                (i for i, s in enumerate(statements) if s.span.end > comment.span.start),
+                len(statements),
+            )
+            leading[index].append(comment)
+            continue
+        index = max(i for i, s in enumerate(statements) if s.span.start <= comment.span.start)
+        first_line_end = text.find("\n", statements[index].span.start)
+        on_first = first_line_end < 0 or comment.span.start < first_line_end
+        trailing[(index, "first" if on_first else "last")] = comment
+
+    lines: list[str] = []
+    previous_end: int | None = None
+
+    def emit(start: int, end: int, new_lines: Sequence[str]) -> None:
+        nonlocal previous_end
+        if previous_end is not None and _BLANK_LINE.search(text, previous_end, start):
+            lines.append("")
+        lines.extend(new_lines)
+        previous_end = end
+
+    for i in range(len(statements) + 1):
+        for comment in leading[i]:
+            emit(comment.span.start, comment.span.end, [comment.text])
+        if i == len(statements):
+            break
+        stmt_lines = format_statement(statements[i])
+        for position, line_index in (("first", 0), ("last", len(stmt_lines) - 1)):
+            comment = trailing.get((i, position))
+            if comment is not None:
+                stmt_lines[line_index] += "  " + comment.text
+        emit(statements[i].span.start, statements[i].span.end, stmt_lines)
+    return "\n".join(lines) + "\n"
+
+
+def polynomial(terms: Sequence[tuple[float, dict[str, int]]]) -> ast.Expr:
+    """An expression for ``sum(coefficient * prod(name ^ power))``, terms in the given order.
+
+    Negative coefficients become subtractions; a coefficient of 1 is left out.
+
+    >>> format_expr(polynomial([(0.1, {}), (0.8, {"v": 1}), (-0.25, {"v": 1, "r": 2})]))
+    '0.1 + 0.8 * v - 0.25 * v * r ^ 2'
+    """
+    result: ast.Expr | None = None
+    for coefficient, powers in terms:
+        factors: list[ast.Expr] = []
+        if abs(coefficient) != 1 or not powers:
+            factors.append(ast.Number(abs(coefficient)))
+        for name, power in powers.items():
+            factor: ast.Expr = ast.Name(name)
+            if power != 1:
+                factor = ast.BinOp("^", factor, ast.Number(float(power)))
+            factors.append(factor)
+        term = factors[0]
+        for factor in factors[1:]:
+            term = ast.BinOp("*", term, factor)
+        if result is None:
+            result = ast.Neg(term) if coefficient < 0 else term
+        else:
+            result = ast.BinOp("-" if coefficient < 0 else "+", result, term)
+    return result if result is not None else ast.Number(0.0)

@@ -1,0 +1,351 @@
+"""Semantic checks on a parsed model: names, arities, filters, order, values.
+
+:func:`check` returns every problem it finds as a :class:`Diagnostic`; it never stops
+at the first. It needs neither sympy nor torch, so ``spicedsl check`` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from spicedsl.errors import Diagnostic
+from spicedsl.semantics.functions import ACTIVATIONS, FUNCTIONS
+from spicedsl.settings import OPTIONS
+from spicedsl.source import Source, Span
+from spicedsl.syntax import ast
+
+MAX_DEGREE = 3
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """The declarations of a program, by kind, after duplicates are dropped."""
+
+    model: ast.ModelDecl | None
+    actions: ast.ActionsDecl | None
+    states: dict[str, ast.StateDecl]
+    controls: dict[str, ast.ControlDecl]
+    params: dict[str, ast.ParamDecl]
+    modules: dict[str, ast.ModuleDecl]
+    logits: ast.LogitsDecl | None
+    embedding: ast.EmbeddingDecl | None
+    fit: ast.FitDecl | None
+
+    def kind_of(self, name: str) -> str | None:
+        for kind, table in (("state", self.states), ("control", self.controls)):
+            if name in table:
+                return kind
+        return "param" if name in self.params else None
+
+    @property
+    def value_names(self) -> list[str]:
+        return [*self.states, *self.controls, *self.params]
+
+
+def check(program: ast.Program, source: Source) -> list[Diagnostic]:
+    """Every semantic error in ``program``, in source order.
+
+    >>> from spicedsl.syntax.parser import parse
+    >>> text = "model m\\nstate x = 0\\nlogits = y"
+    >>> [d.message for d in check(parse(text), Source("m.spice", text))]
+    ["unknown name 'y'"]
+    """
+    return sorted(_Checker(program, source).run(), key=lambda d: d.span.start if d.span else -1)
+
+
+def declarations(program: ast.Program) -> Declarations:
+    """The program's declarations by kind (first one wins where a name repeats)."""
+    return _Checker(program, Source("", "")).decls
+
+
+class _Checker:
+    def __init__(self, program: ast.Program, source: Source) -> None:
+        self.program = program
+        self.source = source
+        self.errors: list[Diagnostic] = []
+        self.decls = self._collect()
+
+    def run(self) -> list[Diagnostic]:
+        d = self.decls
+        if d.model is None:
+            self.error("the file declares no model; start it with 'model NAME'", Span(0, 0))
+        if d.actions is not None and d.actions.count is not None and d.actions.count < 2:
+            self.error("a task needs at least 2 actions", d.actions.span)
+        for control in d.controls.values():
+            if control.state is not None:
+                self.expect_kind(control.state, {"state"}, "a control can copy a state")
+        for param in d.params.values():
+            self.check_param(param)
+        for module in d.modules.values():
+            self.check_module(module)
+        self.check_overlaps()
+        self.check_order()
+        if d.logits is None:
+            self.error(
+                "the model has no choice rule",
+                Span(0, 0),
+                hint="add one, e.g. 'logits = beta * x_value_reward'",
+            )
+        else:
+            self.check_expr(d.logits.expr, {"state", "control", "param"})
+        if d.embedding is not None:
+            self.check_embedding(d.embedding)
+        if d.fit is not None:
+            self.check_fit(d.fit)
+        return self.errors
+
+    # -- helpers
+    def line_of(self, span: Span) -> str:
+        return f"line {self.source.line_col(span.start)[0]}"
+
+    def error(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(message, span, hint))
+
+    def _collect(self) -> Declarations:
+        single: dict[type, ast.Statement] = {}
+        values: dict[str, dict[str, ast.Statement]] = {"state": {}, "control": {}, "param": {}}
+        modules: dict[str, ast.ModuleDecl] = {}
+        seen_values: dict[str, ast.Name] = {}
+        kinds = {ast.StateDecl: "state", ast.ControlDecl: "control", ast.ParamDecl: "param"}
+        for stmt in self.program.statements:
+            if isinstance(stmt, ast.ModuleDecl):
+                if stmt.name.id in modules:
+                    self.duplicate(stmt.name, modules[stmt.name.id].name, "module")
+                else:
+                    modules[stmt.name.id] = stmt
+            elif type(stmt) in kinds:
+                name = stmt.name
+                if name.id in seen_values:
+                    self.duplicate(name, seen_values[name.id], "name")
+                else:
+                    seen_values[name.id] = name
+                    values[kinds[type(stmt)]][name.id] = stmt
+            elif type(stmt) in single:
+                keyword = _keyword(stmt)
+                self.error(f"the model declares '{keyword}' twice", stmt.span)
+            else:
+                single[type(stmt)] = stmt
+        return Declarations(
+            model=single.get(ast.ModelDecl),
+            actions=single.get(ast.ActionsDecl),
+            states=values["state"],
+            controls=values["control"],
+            params=values["param"],
+            modules=modules,
+            logits=single.get(ast.LogitsDecl),
+            embedding=single.get(ast.EmbeddingDecl),
+            fit=single.get(ast.FitDecl),
+        )
+
+    def duplicate(self, name: ast.Name, first: ast.Name, what: str) -> None:
+        line = self.line_of(first.span)
+        self.error(f"duplicate {what} '{name.id}'", name.span, hint=f"first declared {line}")
+
+    def expect_kind(self, name: ast.Name, kinds: set[str], what: str) -> bool:
+        """Report ``name`` unless it is declared as one of ``kinds``."""
+        kind = self.decls.kind_of(name.id)
+        if kind in kinds:
+            return True
+        if kind is None:
+            candidates = [n for n in self.decls.value_names if self.decls.kind_of(n) in kinds]
+            self.error(f"unknown name '{name.id}'", name.span, hint=_did_you_mean(name.id, candidates))
+        else:
+            allowed = " or ".join(sorted(kinds))
+            self.error(f"'{name.id}' is a {kind}, but {what} only reads a {allowed}", name.span)
+        return False
+
+    def check_expr(self, expr: ast.Expr, kinds: set[str]) -> None:
+        for call in ast.calls_in(expr):
+            function = FUNCTIONS.get(call.func.id)
+            if function is None:
+                hint = _did_you_mean(call.func.id, FUNCTIONS)
+                known = ", ".join(FUNCTIONS)
+                self.error(
+                    f"unknown function '{call.func.id}'",
+                    call.func.span,
+                    hint=hint or f"the functions are {known}",
+                )
+            elif len(call.args) != function.arity:
+                s = "" if function.arity == 1 else "s"
+                self.error(
+                    f"'{function.name}' takes {function.arity} argument{s}, "
+                    f"but {len(call.args)} were given",
+                    call.span,
+                    hint=f"{function.name}: {function.summary}",
+                )
+        for name in ast.names_in(expr):
+            self.expect_kind(name, kinds, "this expression")
+
+    def check_param(self, param: ast.ParamDecl) -> None:
+        low = param.lower.value if param.lower else -math.inf
+        high = param.upper.value if param.upper else math.inf
+        if low >= high:
+            self.error(f"the bounds of '{param.name.id}' leave no value", param.span)
+        elif param.value is not None and not low < param.value.value < high:
+            word = "value" if param.fixed else "initial value"
+            self.error(
+                f"the {word} {param.value.value:g} of '{param.name.id}' is outside its bounds",
+                param.value.span,
+            )
+
+    def check_module(self, module: ast.ModuleDecl) -> None:
+        target_ok = self.expect_kind(module.target, {"state"}, "a module updates")
+        if module.filter.condition is not None:
+            condition = module.filter.condition
+            for side in (condition.left, condition.right):
+                self.check_expr(side, {"control"})
+        body = module.body
+        if isinstance(body, ast.Equation):
+            if body.name.id != module.name.id:
+                self.error(
+                    f"the equation of module '{module.name.id}' is named '{body.name.id}'",
+                    body.name.span,
+                    hint=f"write '{module.name.id} = ...'",
+                )
+            self.check_expr(body.expr, {"state", "control", "param"})
+            return
+        seen: set[str] = set()
+        for name in body.inputs:
+            if target_ok and name.id == module.target.id:
+                self.error(
+                    f"learnable module '{module.name.id}' lists its own target "
+                    f"'{name.id}' as an input",
+                    name.span,
+                    hint="a module always sees its target's current value; remove it here",
+                )
+            elif name.id in seen:
+                self.error(f"input '{name.id}' is listed twice", name.span)
+            else:
+                self.expect_kind(name, {"state", "control"}, "a learnable module")
+            seen.add(name.id)
+        if body.activation is not None and body.activation.id not in ACTIVATIONS:
+            self.error(
+                f"unknown activation '{body.activation.id}'",
+                body.activation.span,
+                hint="the activations are " + ", ".join(ACTIVATIONS),
+            )
+        if body.degree is not None and not 1 <= body.degree <= MAX_DEGREE:
+            self.error(f"degree must be between 1 and {MAX_DEGREE}", body.span)
+
+    def check_overlaps(self) -> None:
+        by_target: dict[str, list[ast.ModuleDecl]] = {}
+        for module in self.decls.modules.values():
+            for other in by_target.get(module.target.id, []):
+                if _filters_overlap(module.filter, other.filter):
+                    line = self.line_of(other.span)
+                    self.error(
+                        f"modules '{other.name.id}' ({line}) and '{module.name.id}' both "
+                        f"update '{module.target.id}' on the same trials",
+                        module.filter.span if module.filter.span.end else module.name.span,
+                        hint="two modules writing the same entries can split one update "
+                        "between them in endless ways, so neither equation would be unique; "
+                        "give them disjoint filters (e.g. 'when chosen' and "
+                        "'when not chosen') or merge them",
+                    )
+                    break
+            by_target.setdefault(module.target.id, []).append(module)
+
+    def check_order(self) -> None:
+        modules = list(self.decls.modules.values())
+        for i, module in enumerate(modules):
+            for name in _names_read(module):
+                if name.id == module.target.id or self.decls.kind_of(name.id) != "state":
+                    continue
+                later = next((m for m in modules[i + 1 :] if m.target.id == name.id), None)
+                if later is not None:
+                    line = self.line_of(later.span)
+                    self.error(
+                        f"module '{module.name.id}' reads '{name.id}', which module "
+                        f"'{later.name.id}' ({line}) updates later in the same trial",
+                        name.span,
+                        hint=f"modules run in file order: declare '{later.name.id}' first "
+                        f"to read the new value, or read the start-of-trial value through "
+                        f"a control ('control c_{name.id} = {name.id}')",
+                    )
+
+    def check_embedding(self, embedding: ast.EmbeddingDecl) -> None:
+        if embedding.size < 1:
+            self.error("the embedding size must be at least 1", embedding.span)
+        if embedding.dropout is not None and not 0 <= embedding.dropout.value < 1:
+            self.error("dropout must be in [0, 1)", embedding.dropout.span)
+        for name in embedding.targets:
+            module = self.decls.modules.get(name.id)
+            if module is not None and isinstance(module.body, ast.Learn):
+                continue
+            if name.id in self.decls.params:
+                continue
+            learnable = [m for m, d in self.decls.modules.items() if isinstance(d.body, ast.Learn)]
+            self.error(
+                f"'{name.id}' is neither a learnable module nor a param",
+                name.span,
+                hint=_did_you_mean(name.id, learnable + list(self.decls.params)),
+            )
+
+    def check_fit(self, fit: ast.FitDecl) -> None:
+        seen: set[str] = set()
+        for option in fit.options:
+            spec = OPTIONS.get(option.name.id)
+            if spec is None:
+                self.error(
+                    f"unknown fit option '{option.name.id}'",
+                    option.name.span,
+                    hint=_did_you_mean(option.name.id, OPTIONS)
+                    or "the options are " + ", ".join(OPTIONS),
+                )
+            elif option.name.id in seen:
+                self.error(f"fit option '{option.name.id}' is set twice", option.name.span)
+            elif (problem := spec.problem(option.value.value)) is not None:
+                self.error(f"fit option '{option.name.id}' {problem}", option.value.span)
+            seen.add(option.name.id)
+
+
+def _names_read(module: ast.ModuleDecl) -> list[ast.Name]:
+    names: list[ast.Name] = []
+    if module.filter.condition is not None:
+        names += ast.names_in(module.filter.condition.left)
+        names += ast.names_in(module.filter.condition.right)
+    if isinstance(module.body, ast.Equation):
+        names += ast.names_in(module.body.expr)
+    else:
+        names += list(module.body.inputs)
+    return names
+
+
+_COMPLEMENTS = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "=="}
+
+
+def _filters_overlap(a: ast.TrialFilter, b: ast.TrialFilter) -> bool:
+    """Whether two filters may select the same entry on the same trial.
+
+    Conditions count as disjoint only when one is the exact complement of the other,
+    or both test equality of the same expression with different numbers.
+    """
+    if {a.kind, b.kind} == {"chosen", "not_chosen"}:
+        return False
+    if a.kind == b.kind == "condition":
+        ca, cb = a.condition, b.condition
+        if ca.left == cb.left and ca.right == cb.right and _COMPLEMENTS[ca.op] == cb.op:
+            return False
+        both_equal = ca.op == cb.op == "=="
+        numbers = isinstance(ca.right, ast.Number) and isinstance(cb.right, ast.Number)
+        if both_equal and numbers and ca.left == cb.left and ca.right != cb.right:
+            return False
+    return True
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def _keyword(stmt: ast.Statement) -> str:
+    return {
+        ast.ModelDecl: "model",
+        ast.ActionsDecl: "actions",
+        ast.LogitsDecl: "logits",
+        ast.EmbeddingDecl: "embedding",
+        ast.FitDecl: "fit",
+    }[type(stmt)]

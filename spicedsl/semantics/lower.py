@@ -1,0 +1,141 @@
+"""Checked AST -> :class:`spicedsl.ir.Model`, with expressions as sympy objects.
+
+sympy objects are built from the AST node by node; no user text ever goes through
+``sympify``, so names such as ``beta``, ``gamma``, ``E``, ``I`` or ``lambda`` are plain
+symbols.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from spicedsl import ir
+from spicedsl.semantics import sympy_functions
+from spicedsl.semantics.check import declarations
+from spicedsl.semantics.functions import FUNCTIONS
+from spicedsl.settings import FitSettings
+from spicedsl.source import Source
+from spicedsl.syntax import ast
+
+_RELATIONS = {
+    "<": sympy.StrictLessThan,
+    "<=": sympy.LessThan,
+    ">": sympy.StrictGreaterThan,
+    ">=": sympy.GreaterThan,
+    "==": sympy.Eq,
+    "!=": sympy.Ne,
+}
+
+
+def to_sympy(expr: ast.Expr) -> sympy.Expr:
+    """The sympy form of an AST expression.
+
+    >>> from spicedsl.syntax.ast import BinOp, Name, Number
+    >>> to_sympy(BinOp("*", Name("lambda"), BinOp("^", Name("E"), Number(2.0))))
+    E**2*lambda
+    """
+    if isinstance(expr, ast.Number):
+        value = expr.value
+        return sympy.Integer(int(value)) if value == int(value) else sympy.Float(value)
+    if isinstance(expr, ast.Name):
+        return ir.symbol(expr.id)
+    if isinstance(expr, ast.Neg):
+        return -to_sympy(expr.operand)
+    if isinstance(expr, ast.Call):
+        spelling = FUNCTIONS[expr.func.id].sympy
+        function = getattr(sympy_functions, spelling, None) or getattr(sympy, spelling)
+        return function(*(to_sympy(arg) for arg in expr.args))
+    left, right = to_sympy(expr.left), to_sympy(expr.right)
+    if expr.op == "+":
+        return left + right
+    if expr.op == "-":
+        return left - right
+    if expr.op == "*":
+        return left * right
+    if expr.op == "/":
+        return left / right
+    return left**right
+
+
+def lower(program: ast.Program, source: Source) -> ir.Model:
+    """Build the IR of a program that :func:`spicedsl.semantics.check.check` accepted."""
+    decls = declarations(program)
+
+    def line(node) -> int:
+        return source.line_col(node.span.start)[0]
+
+    embedded = {n.id for n in decls.embedding.targets} if decls.embedding else set()
+    defaults = FitSettings()
+    fit = defaults.replace(
+        **{o.name.id: o.value.value for o in (decls.fit.options if decls.fit else ())}
+    )
+    modules: list[ir.Module] = []
+    for module in decls.modules.values():
+        trial_filter = _filter(module.filter)
+        body = module.body
+        if isinstance(body, ast.Equation):
+            modules.append(
+                ir.EquationModule(
+                    module.name.id, module.target.id, trial_filter, to_sympy(body.expr), line(module)
+                )
+            )
+        else:
+            modules.append(
+                ir.LearnedModule(
+                    name=module.name.id,
+                    target=module.target.id,
+                    filter=trial_filter,
+                    inputs=tuple(n.id for n in body.inputs),
+                    activation=body.activation.id if body.activation else None,
+                    degree=body.degree if body.degree is not None else fit.degree,
+                    threshold=body.threshold.value if body.threshold else fit.threshold,
+                    embedded=module.name.id in embedded,
+                    line=line(module),
+                )
+            )
+    embedding = None
+    if decls.embedding is not None:
+        dropout = decls.embedding.dropout.value if decls.embedding.dropout else 0.0
+        embedding = ir.Embedding(decls.embedding.size, dropout)
+    return ir.Model(
+        name=decls.model.name.id,
+        description=decls.model.description,
+        n_actions=decls.actions.count if decls.actions else None,
+        states=tuple(ir.State(s.name.id, s.initial.value, line(s)) for s in decls.states.values()),
+        controls=tuple(
+            ir.Control(
+                c.name.id,
+                c.column.id if c.column else None,
+                c.state.id if c.state else None,
+                line(c),
+            )
+            for c in decls.controls.values()
+        ),
+        modules=tuple(modules),
+        params=tuple(
+            ir.Param(
+                name=p.name.id,
+                lower=p.lower.value if p.lower else None,
+                upper=p.upper.value if p.upper else None,
+                value=p.value.value if p.value else None,
+                fixed=p.fixed,
+                per_participant=p.per_participant,
+                embedded=p.name.id in embedded,
+                line=line(p),
+            )
+            for p in decls.params.values()
+        ),
+        logits=to_sympy(decls.logits.expr),
+        logits_line=line(decls.logits),
+        embedding=embedding,
+        fit=fit,
+        source_name=source.name,
+    )
+
+
+def _filter(trial_filter: ast.TrialFilter) -> ir.TrialFilter:
+    condition = trial_filter.condition
+    if condition is None:
+        return ir.TrialFilter(trial_filter.kind)
+    relation = _RELATIONS[condition.op](to_sympy(condition.left), to_sympy(condition.right))
+    return ir.TrialFilter("condition", relation)

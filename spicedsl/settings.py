@@ -1,0 +1,78 @@
+"""Fit settings: their names, defaults and valid ranges, in one table.
+
+The model file's ``fit`` statement, the command line and the Python API all set the
+same options, checked by the same rules.
+
+>>> FitSettings().epochs
+1024
+>>> OPTIONS["learning_rate"].problem(0.0)
+'must be greater than 0'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    integer: bool
+    minimum: float
+    minimum_inclusive: bool
+    maximum: float | None
+    help: str
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is invalid for this option, or None when it is valid."""
+        if self.integer and value != int(value):
+            return "must be a whole number"
+        if value < self.minimum or (value == self.minimum and not self.minimum_inclusive):
+            comparison = "at least" if self.minimum_inclusive else "greater than"
+            return f"must be {comparison} {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum:g}"
+        return None
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Defaults of ``spicedsl fit``; each can be set in the model file and on the CLI."""
+
+    epochs: int = 1024
+    learning_rate: float = 0.01
+    weight_decay: float = 1e-4
+    hidden_size: int = 8
+    dropout: float = 0.0
+    convergence: float = 1e-6
+    patience: int = 100
+    degree: int = 1
+    threshold: float = 0.05
+    sindy_sessions: int = 8
+    sindy_trials: int = 1000
+    sindy_repeat: int = 5
+
+    def replace(self, **changes: float) -> FitSettings:
+        """A copy with ``changes`` applied; integers stay integers."""
+        typed = {k: int(v) if OPTIONS[k].integer else float(v) for k, v in changes.items()}
+        return dataclasses.replace(self, **typed)
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("epochs", True, 1, True, None, "maximum training epochs"),
+        Option("learning_rate", False, 0, False, None, "Adam learning rate"),
+        Option("weight_decay", False, 0, True, None, "L2 penalty on network weights"),
+        Option("hidden_size", True, 1, True, 1024, "hidden units of each learnable module"),
+        Option("dropout", False, 0, True, 0.95, "dropout in learnable modules while training"),
+        Option("convergence", False, 0, True, None, "stop when the smoothed loss change is below"),
+        Option("patience", True, 1, True, None, "epochs the change must stay below convergence"),
+        Option("degree", True, 1, True, 3, "polynomial degree of equation libraries"),
+        Option("threshold", False, 0, True, None, "sparsity threshold of the equation fit"),
+        Option("sindy_sessions", True, 1, True, None, "off-policy sessions for the equation fit"),
+        Option("sindy_trials", True, 2, True, None, "trials of each off-policy session"),
+        Option("sindy_repeat", True, 1, True, None, "times each action is chosen in a row there"),
+    )
+}

@@ -1,0 +1,253 @@
+"""The abstract syntax tree of a model file.
+
+Every node is a frozen dataclass. Its ``span`` locates it in the source and takes no
+part in equality, so two trees parsed from differently formatted text compare equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from spicedsl.source import Span
+
+NO_SPAN = Span(0, 0)
+
+
+def _span() -> Span:
+    return field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+
+
+# -- expressions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Call:
+    func: Name
+    args: tuple[Expr, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """``left op right`` with ``op`` one of ``+ - * / ^``."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+    span: Span = _span()
+
+
+Expr = Union[Number, Name, Call, BinOp, Neg]
+
+
+def names_in(expr: Expr) -> list[Name]:
+    """Every variable reference in ``expr``, in reading order (function names excluded).
+
+    >>> [n.id for n in names_in(BinOp("+", Name("a"), Call(Name("exp"), (Name("b"),))))]
+    ['a', 'b']
+    """
+    if isinstance(expr, Name):
+        return [expr]
+    if isinstance(expr, Call):
+        return [name for arg in expr.args for name in names_in(arg)]
+    if isinstance(expr, BinOp):
+        return names_in(expr.left) + names_in(expr.right)
+    if isinstance(expr, Neg):
+        return names_in(expr.operand)
+    return []
+
+
+def numbers_in(expr: Expr) -> list[Number]:
+    """Every number literal in ``expr``."""
+    if isinstance(expr, Number):
+        return [expr]
+    if isinstance(expr, Call):
+        return [num for arg in expr.args for num in numbers_in(arg)]
+    if isinstance(expr, BinOp):
+        return numbers_in(expr.left) + numbers_in(expr.right)
+    if isinstance(expr, Neg):
+        return numbers_in(expr.operand)
+    return []
+
+
+def calls_in(expr: Expr) -> list[Call]:
+    """Every function call in ``expr``, outermost first."""
+    if isinstance(expr, Call):
+        return [expr] + [call for arg in expr.args for call in calls_in(arg)]
+    if isinstance(expr, BinOp):
+        return calls_in(expr.left) + calls_in(expr.right)
+    if isinstance(expr, Neg):
+        return calls_in(expr.operand)
+    return []
+
+
+# -- statements --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    name: Name
+    description: str | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class ActionsDecl:
+    """``actions 2``; ``count`` is None for ``actions from data``."""
+
+    count: int | None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class StateDecl:
+    name: Name
+    initial: Number
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class ControlDecl:
+    """``control c = data.column`` (``column`` set) or ``control c = state`` (``state`` set)."""
+
+    name: Name
+    column: Name | None = None
+    state: Name | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    left: Expr
+    op: str
+    right: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class TrialFilter:
+    """Which entries of the target state a module writes: ``chosen``, ``not_chosen``,
+    ``all`` or ``condition`` (then ``condition`` holds the comparison)."""
+
+    kind: str
+    condition: Comparison | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Learn:
+    """A learnable module: a network in training, a sparse equation after fitting."""
+
+    inputs: tuple[Name, ...]
+    activation: Name | None = None
+    degree: int | None = None
+    threshold: Number | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A hard-coded module: ``name = expression``."""
+
+    name: Name
+    expr: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class ModuleDecl:
+    name: Name
+    target: Name
+    filter: TrialFilter
+    body: Learn | Equation
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class ParamDecl:
+    """``param name [> lo | < hi | in (lo, hi)] [per participant] [= value | init value]``.
+
+    ``fixed`` is True when the value is fixed (``= v``) and False when it is only the
+    starting point of a learnable param (``init v``) or absent.
+    """
+
+    name: Name
+    lower: Number | None = None
+    upper: Number | None = None
+    per_participant: bool = False
+    value: Number | None = None
+    fixed: bool = False
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class LogitsDecl:
+    expr: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class EmbeddingDecl:
+    size: int
+    dropout: Number | None = None
+    targets: tuple[Name, ...] = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class FitOption:
+    name: Name
+    value: Number
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class FitDecl:
+    options: tuple[FitOption, ...]
+    span: Span = _span()
+
+
+Statement = Union[
+    ModelDecl,
+    ActionsDecl,
+    StateDecl,
+    ControlDecl,
+    ModuleDecl,
+    ParamDecl,
+    LogitsDecl,
+    EmbeddingDecl,
+    FitDecl,
+]
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Program:
+    """A whole model file: its statements, plus the comments kept for the formatter."""
+
+    statements: tuple[Statement, ...]
+    comments: tuple[Comment, ...] = field(default=(), compare=False)
