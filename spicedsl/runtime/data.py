@@ -50,6 +50,9 @@ _ROLE_TEXT = {
     "experiment": "the experiment label",
 }
 
+#: Largest number of actions inferred from the choices; a larger choice is a mistake.
+MAX_INFERRED_ACTIONS = 1024
+
 _SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
 
 
@@ -517,15 +520,12 @@ def _check_columns(
         flags = ["session", "choice", "reward"]
         flags += [role for role, _ in missing if role not in flags]
         flag_text = ", ".join(f"--{role}-column" for role in flags[:-1])
-        hint = (
-            f"if the file names these fields differently, map them with {flag_text} "
-            f"or --{flags[-1]}-column"
-        )
+        hint = f"map the file's own column names with {flag_text} or --{flags[-1]}-column"
         if guesses:
-            hint = f"did you mean {' and '.join(guesses)}? " + hint
+            hint = f"did you mean {' and '.join(guesses)}? Or {hint}"
         noun = "column" if len(missing) == 1 else "columns"
         raise DataError(
-            f"the file has no {noun} {' or '.join(described)}; its columns are {listing}",
+            f"missing {noun} {' and '.join(described)}; the file's columns are {listing}",
             path=path,
             row=line,
             hint=hint,
@@ -533,12 +533,14 @@ def _check_columns(
     for name in inputs:
         if name not in header:
             guess = _suggest(name, header)
-            hint = f"did you mean {guess!r}? " if guess is not None else ""
+            hint = f"the file's columns are {listing}"
+            if guess is not None:
+                hint = f"did you mean {guess!r}? The file's columns are {listing}"
             raise DataError(
                 f"the model reads data.{name} but the file has no column {name!r}",
                 path=path,
                 row=line,
-                hint=f"{hint}the file's columns are {listing}",
+                hint=hint,
             )
 
 
@@ -566,7 +568,8 @@ def _read_rows(
                 if not row:
                     continue
                 raise DataError(
-                    f"the row has {len(row)} fields but the header has {n_fields}",
+                    f"the row has {len(row)} field{'s' * (len(row) != 1)} "
+                    f"but the header has {n_fields}",
                     path=path,
                     row=reader.line_num,
                     hint="fields are separated by "
@@ -681,22 +684,26 @@ def _choices(
     if below.size:
         index = int(below[0])
         if raw[index] < 0:
-            message, hint = f"choice {int(raw[index])} is negative", None
+            message, hint = f"choice {values[index]} is negative", None
         else:
-            message = f"choice {int(raw[index])} is out of range: choices were declared 1-based"
+            message = f"choice {values[index]} is out of range: choices were declared 1-based"
             hint = "this file seems to count actions from 0"
+        raise rows.error(message, index, column, hint)
+    limit = n_actions if n_actions is not None else MAX_INFERRED_ACTIONS
+    above = np.flatnonzero(raw - base >= limit)
+    if above.size:
+        index = int(above[0])
+        if n_actions is None:
+            message = f"choice {values[index]} is too large: at most {limit} actions are inferred"
+            hint = "give the number of actions explicitly if the task really has that many"
+        else:
+            message = (
+                f"choice {values[index]} is out of range for {n_actions} actions "
+                f"coded {base}..{base + n_actions - 1}"
+            )
+            hint = "leave the number of actions unset to infer it from the data"
         raise rows.error(message, index, column, hint)
     shifted = (raw - base).astype(np.int64)
     if n_actions is None:
-        return shifted, base, max(int(shifted.max()) + 1, 2, n_counterfactual)
-    above = np.flatnonzero(shifted >= n_actions)
-    if above.size:
-        index = int(above[0])
-        raise rows.error(
-            f"choice {int(raw[index])} is out of range for {n_actions} actions "
-            f"coded {base}..{base + n_actions - 1}",
-            index,
-            column,
-            hint="leave the number of actions unset to infer it from the data",
-        )
+        n_actions = max(int(shifted.max()) + 1, 2, n_counterfactual)
     return shifted, base, n_actions

@@ -151,7 +151,9 @@ class _Checker:
             return True
         if kind is None:
             candidates = [n for n in self.decls.value_names if self.decls.kind_of(n) in kinds]
-            self.error(f"unknown name '{name.id}'", name.span, hint=_did_you_mean(name.id, candidates))
+            self.error(
+                f"unknown name '{name.id}'", name.span, hint=_did_you_mean(name.id, candidates)
+            )
         else:
             allowed = " or ".join(sorted(kinds))
             self.error(f"'{name.id}' is a {kind}, but {what} only reads a {allowed}", name.span)

@@ -76,7 +76,11 @@ def lower(program: ast.Program, source: Source) -> ir.Model:
         if isinstance(body, ast.Equation):
             modules.append(
                 ir.EquationModule(
-                    module.name.id, module.target.id, trial_filter, to_sympy(body.expr), line(module)
+                    module.name.id,
+                    module.target.id,
+                    trial_filter,
+                    to_sympy(body.expr),
+                    line(module),
                 )
             )
         else:

@@ -7,10 +7,10 @@ on its own: a syntax error in one statement does not hide the errors in the othe
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from functools import lru_cache
-import difflib
 
 import lark
 from lark import Token, Transformer, v_args
@@ -115,11 +115,9 @@ def _syntax_diagnostic(
 ) -> Diagnostic:
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
         pos = start + error.pos_in_stream
-        char = text[pos]
-        expected = _describe_expected(error.allowed)
-        return Diagnostic(f"unexpected character {char!r}; expected {expected}", Span(pos, pos + 1))
+        return Diagnostic(f"unexpected character {text[pos]!r}", Span(pos, pos + 1))
     token = error.token
-    expected = _describe_expected(error.expected)
+    expected = _describe_expected(error.interactive_parser.accepts() or error.expected)
     if token.type == "$END":
         pos = start + len(text[start:end].rstrip())
         return Diagnostic(f"unexpected end of statement; expected {expected}", Span(pos, pos))

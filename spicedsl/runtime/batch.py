@@ -1,0 +1,61 @@
+"""Dataset -> the tensors a generated network reads, trial by trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spicedsl.runtime.data import Dataset
+
+# Target value of trials whose next choice is not predicted (padding, last trial).
+IGNORE = -1
+
+
+@dataclass
+class Batch:
+    """Sessions as time-major tensors.
+
+    ``trials[t]`` maps each data column a model may read to a (sessions, 1) or
+    (sessions, actions) tensor; ``chosen`` is (trials, sessions, actions) boolean;
+    ``targets[t]`` is the choice on trial t + 1, or ``IGNORE``.
+    """
+
+    trials: list[dict[str, torch.Tensor]]
+    chosen: torch.Tensor
+    targets: torch.Tensor
+    participants: torch.Tensor
+
+    @property
+    def n_predictions(self) -> int:
+        return int((self.targets != IGNORE).sum())
+
+    def select(self, sessions: np.ndarray) -> Batch:
+        """The batch of the given session indices."""
+        index = torch.as_tensor(sessions, dtype=torch.long)
+        return Batch(
+            trials=[{k: v[index] for k, v in trial.items()} for trial in self.trials],
+            chosen=self.chosen[:, index],
+            targets=self.targets[:, index],
+            participants=self.participants[index],
+        )
+
+
+def make_batch(dataset: Dataset, n_actions: int | None = None) -> Batch:
+    """Tensors for every session of ``dataset`` (float32, time-major)."""
+    n_actions = n_actions or dataset.n_actions
+    choices = torch.as_tensor(dataset.choices.T.copy())  # (trials, sessions)
+    chosen = torch.nn.functional.one_hot(choices.clamp(min=0), n_actions).bool()
+    chosen &= (choices >= 0).unsqueeze(-1)
+    targets = torch.full_like(choices, IGNORE)
+    targets[:-1] = torch.where(choices[1:] >= 0, choices[1:], IGNORE)
+    columns = {"reward": torch.as_tensor(dataset.reward.T.copy()).unsqueeze(-1)}
+    if dataset.rewards is not None:
+        columns["rewards"] = torch.as_tensor(dataset.rewards.transpose(1, 0, 2).copy())
+    for name, values in dataset.inputs.items():
+        columns[name] = torch.as_tensor(values.T.copy()).unsqueeze(-1)
+    n_trials = choices.shape[0]
+    trials = [{name: values[t] for name, values in columns.items()} for t in range(n_trials)]
+    participants = torch.as_tensor(dataset.participant_index, dtype=torch.long)
+    return Batch(trials, chosen, targets, participants)
