@@ -23,3 +23,93 @@ def load_model(path_or_text: str | Path, n_actions: int = 2, n_participants: int
     from spicedsl.codegen.instantiate import network_class
 
     return network_class(load_ir(path_or_text))(n_actions, n_participants, **options)
+
+
+def read_data(path: str | Path, model, **options):
+    """Load a data file for ``model`` (its extra input columns and action count).
+
+    ``options`` go to :func:`spicedsl.runtime.data.load_dataset` (``columns``, ``sep``,
+    ``choice_base``, ``rescale_rewards``, ``n_actions``).
+    """
+    from spicedsl.runtime.data import load_dataset
+
+    options.setdefault("n_actions", model.n_actions)
+    return load_dataset(path, inputs=model.data_columns, **options)
+
+
+def fit(model: str | Path, data, **options):
+    """Fit a model to data: train, discover the equations, build the fitted model.
+
+    ``data`` is a CSV path or a loaded :class:`~spicedsl.runtime.data.Dataset`; ``options`` are those of
+    :func:`spicedsl.fitting.fit` (``validation``, ``seed``, ``epochs``, ...). Returns a
+    :class:`spicedsl.fitting.FitResult`.
+    """
+    from spicedsl.fitting import fit as run_fit
+
+    if isinstance(data, (str, Path)):
+        data = read_data(data, load_ir(model))
+    return run_fit(model, data, **options)
+
+
+def generative_network(model, n_actions: int, n_participants: int = 1, weights=None):
+    """The network of a fully specified model, or of a fitted one with its ``weights``."""
+    from spicedsl.codegen.instantiate import network_class
+    from spicedsl.errors import SpiceError
+    from spicedsl.fitting import load_weights
+
+    if weights is None and not model.is_generative:
+        unknown = [m.name for m in model.learned_modules] + [
+            p.name for p in model.params if not p.fixed
+        ]
+        raise SpiceError(
+            f"model '{model.name}' is not fully specified: {', '.join(unknown)} "
+            "still need values\nhint: fit it first ('spicedsl fit'), then use the fitted model"
+        )
+    net = network_class(model)(n_actions, n_participants)
+    if weights is not None:
+        load_weights(net, weights)
+    return net
+
+
+def evaluate(model: str | Path, data, **data_options) -> dict[str, float]:
+    """NLL per trial, accuracy, AIC and BIC of a fully specified model on data."""
+    from spicedsl.fitting import count_free_parameters
+    from spicedsl.runtime.batch import make_batch
+    from spicedsl.runtime.metrics import choice_metrics
+
+    model_ir = load_ir(model)
+    if isinstance(data, (str, Path)):
+        data = read_data(data, model_ir, **data_options)
+    n_actions = model_ir.n_actions or data.n_actions
+    net = generative_network(model_ir, n_actions, len(data.participant_ids))
+    return choice_metrics(net, make_batch(data, n_actions), count_free_parameters(model_ir))
+
+
+def simulate(
+    model: str | Path,
+    n_sessions: int,
+    n_trials: int,
+    *,
+    n_actions: int | None = None,
+    seed: int = 0,
+    sigma: float = 0.2,
+    weights: str | Path | None = None,
+):
+    """Simulate a fully specified model in a drifting bandit.
+
+    Returns the :class:`Dataset` and the latents (choice probabilities and states).
+    """
+    import numpy as np
+    import torch
+
+    from spicedsl.runtime.simulate import simulate as run
+
+    model_ir = load_ir(model)
+    n_actions = n_actions or model_ir.n_actions or 2
+    if model_ir.n_actions is not None and n_actions != model_ir.n_actions:
+        from spicedsl.errors import UsageError
+
+        raise UsageError(f"the model has {model_ir.n_actions} actions, not {n_actions}")
+    torch.manual_seed(seed)
+    net = generative_network(model_ir, n_actions, weights=weights)
+    return run(net, n_sessions, n_trials, np.random.default_rng(seed), sigma=sigma)

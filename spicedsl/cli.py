@@ -13,6 +13,7 @@ from pathlib import Path
 
 from spicedsl import __version__
 from spicedsl.errors import EXIT_USAGE_ERROR, SpiceError, UsageError
+from spicedsl.settings import OPTIONS
 
 DESCRIPTION = """\
 spicedsl: write a SPICE model as a short text file, fit it to choice data, and get the
@@ -49,7 +50,82 @@ def _parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="print the generated torch module")
     compile_.add_argument("model", metavar="MODEL")
     compile_.add_argument("-o", "--output", metavar="OUT.py", help="write here, not stdout")
+
+    simulate = commands.add_parser("simulate", help="simulate a fully specified model")
+    simulate.add_argument("model", metavar="MODEL")
+    simulate.add_argument("--sessions", type=int, default=100, help="sessions (default 100)")
+    simulate.add_argument("--trials", type=int, default=100, help="trials each (default 100)")
+    simulate.add_argument("--actions", type=int, help="actions, if the model does not say")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument(
+        "--sigma", type=float, default=0.2, help="reward-probability drift per trial (0.2)"
+    )
+    simulate.add_argument("--network", metavar="NPZ", help="weights of a fitted network")
+    simulate.add_argument("-o", "--output", required=True, metavar="DATA.csv")
+    simulate.add_argument(
+        "--latents", metavar="LATENTS.csv", help="also write probabilities and states"
+    )
+
+    fit = commands.add_parser("fit", help="train, discover equations, print the fitted model")
+    fit.add_argument("model", metavar="MODEL")
+    fit.add_argument("data", metavar="DATA")
+    fit.add_argument("-o", "--output", metavar="OUTDIR", help="write fitted.spice, report.json")
+    fit.add_argument("--overwrite", action="store_true", help="reuse a non-empty OUTDIR")
+    fit.add_argument("--validation", type=float, default=0.0, help="held-out session fraction")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    fit.add_argument("--digits", type=int, default=4, help="significant digits printed (4)")
+    fit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    for name, option in OPTIONS.items():
+        fit.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=int if option.integer else float,
+            help=option.help + " (overrides the model file)",
+        )
+    _data_options(fit)
+
+    evaluate = commands.add_parser("evaluate", help="NLL, accuracy, AIC, BIC of a model")
+    evaluate.add_argument("model", metavar="MODEL")
+    evaluate.add_argument("data", metavar="DATA")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _data_options(evaluate)
     return parser
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reading the data file")
+    group.add_argument("--sep", help="column separator (default: from the header line)")
+    for field in ("session", "choice", "reward", "participant"):
+        group.add_argument(
+            f"--{field}-column", metavar="NAME", help=f"column holding the {field}"
+        )
+    group.add_argument(
+        "--choice-base", type=int, choices=(0, 1), help="first action's code (default: auto)"
+    )
+    group.add_argument(
+        "--no-rescale", action="store_true", help="keep rewards as they are (no [0, 1] scaling)"
+    )
+
+
+def _read_data(args: argparse.Namespace, model):
+    from spicedsl.api import read_data
+    from spicedsl.runtime.data import ColumnMap
+
+    mapping = {
+        field: getattr(args, f"{field}_column")
+        for field in ("session", "choice", "reward", "participant")
+        if getattr(args, f"{field}_column")
+    }
+    sep = {"tab": "\t", "\\t": "\t"}.get(args.sep, args.sep)
+    return read_data(
+        args.data,
+        model,
+        columns=ColumnMap(**mapping),
+        sep=sep,
+        choice_base=args.choice_base,
+        rescale_rewards=not args.no_rescale,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,7 +187,86 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"check": _check, "fmt": _fmt, "compile": _compile}
+def _simulate(args: argparse.Namespace) -> int:
+    from spicedsl.api import simulate
+
+    for flag in ("sessions", "trials"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} must be at least 1")
+    dataset, latents = simulate(
+        Path(args.model),
+        args.sessions,
+        args.trials,
+        n_actions=args.actions,
+        seed=args.seed,
+        sigma=args.sigma,
+        weights=args.network,
+    )
+    dataset.to_csv(args.output)
+    if args.latents:
+        from spicedsl.runtime.simulate import write_latents
+
+        write_latents(args.latents, dataset, latents)
+    print(f"wrote {dataset.n_trials} trials of {len(dataset.session_ids)} sessions to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from spicedsl.fitting import fit
+    from spicedsl.frontend import load_ir
+    from spicedsl.files import new_output_dir
+
+    if args.output:
+        new_output_dir(args.output, args.overwrite)
+    model_path = Path(args.model)
+    data = _read_data(args, load_ir(model_path))
+    settings = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    result = fit(
+        model_path,
+        data,
+        validation=args.validation,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
+        digits=args.digits,
+        **settings,
+    )
+    sys.stdout.write(result.fitted_text)
+    print(result.summary())
+    if result.log.stopped == "interrupted":
+        print("training was interrupted; the results use the best network so far",
+              file=sys.stderr)
+    if args.output:
+        out = result.save(args.output, overwrite=True)
+        print(f"wrote {out / 'fitted.spice'}, report.json and network.npz", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from spicedsl.api import evaluate
+    from spicedsl.frontend import load_ir
+
+    model_path = Path(args.model)
+    metrics = evaluate(model_path, _read_data(args, load_ir(model_path)))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:14} {value:.6g}" if isinstance(value, float) else f"{key:14} {value}")
+    return 0
+
+
+_COMMANDS = {
+    "check": _check,
+    "fmt": _fmt,
+    "compile": _compile,
+    "simulate": _simulate,
+    "fit": _fit,
+    "evaluate": _evaluate,
+}
 
 
 if __name__ == "__main__":

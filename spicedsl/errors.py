@@ -6,6 +6,7 @@ Every mistake in a user's input (model file, data file, command line) becomes a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from spicedsl.source import Source, Span
@@ -43,6 +44,43 @@ class Diagnostic:
         return "\n".join(lines)
 
 
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the candidate closest to a mistyped ``word``, or None if none is close.
+
+    Closeness is the number of single-letter edits (a swap of neighbours counts as one);
+    ties go to the candidate of the same length, then to the first given.
+
+    >>> did_you_mean("modle", ["module", "model"])
+    "did you mean 'model'?"
+    >>> did_you_mean("c_rewrd", ["c_reward", "x_value"]), did_you_mean("y", ["x"])
+    ("did you mean 'c_reward'?", None)
+    """
+    ranked = sorted(
+        (_edit_distance(word, c), abs(len(c) - len(word)), i, c) for i, c in enumerate(candidates)
+    )
+    if not ranked:
+        return None
+    distance, *_, best = ranked[0]
+    if distance >= len(word) or distance > max(1, len(word) // 3):
+        return None
+    return f"did you mean '{best}'?"
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours that turn a into b."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
 class SpiceError(Exception):
     """Base of every error caused by the user's input; the CLI prints ``render()``."""
 
@@ -78,7 +116,8 @@ class DataError(SpiceError):
 
     ``row`` counts lines of the file from 1, the header being row 1.
 
-    >>> print(DataError("choice is not a number: 'x'", path="d.csv", row=3, column="choice").render())
+    >>> error = DataError("choice is not a number: 'x'", path="d.csv", row=3, column="choice")
+    >>> print(error.render())
     d.csv:3: column 'choice': error: choice is not a number: 'x'
     """
 

@@ -13,7 +13,7 @@ from spicedsl.syntax import ast
 from spicedsl.syntax.parser import parse
 
 INDENT = "    "
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
 
 # Binding strength of each expression form; higher binds tighter.
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3, "^": 4, "atom": 5}
@@ -156,29 +156,39 @@ def format_program(program: ast.Program, text: str = "") -> str:
     """
     out = _layout(program, text)
     reparsed = parse(out, "<printer output>")
-    if reparsed.statements != program.statements:
+    kept = sorted(c.text for c in reparsed.comments)
+    lost_comments = text and kept != sorted(c.text for c in program.comments)
+    if reparsed.statements != program.statements or lost_comments:
         raise AssertionError("spicedsl's printer changed the model; please report this bug")
     return out
 
 
 def _layout(program: ast.Program, text: str) -> str:
     statements = program.statements
+    # Own-line comments go before the statement that follows them, except those inside a
+    # module after its header line: they stay between its header and its body.
     leading: dict[int, list[ast.Comment]] = {i: [] for i in range(len(statements) + 1)}
-    trailing: dict[tuple[int, str], ast.Comment] = {}
+    inner: dict[int, list[ast.Comment]] = {i: [] for i in range(len(statements))}
+    # End-of-line comments stay on the statement's first or last printed line; when
+    # several end the lines of one printed line, the others follow it on lines of their own.
+    trailing: dict[tuple[int, int], list[ast.Comment]] = {}
     for comment in program.comments if text else ():
         line_start = text.rfind("\n", 0, comment.span.start) + 1
-        own_line = not text[line_start : comment.span.start].strip()
-        if own_line:
+        if not text[line_start : comment.span.start].strip():
             index = next(
                 (i for i, s in enumerate(statements) if s.span.end > comment.span.start),
                 len(statements),
             )
-            leading[index].append(comment)
+            inside_module = index < len(statements) and (
+                isinstance(statements[index], ast.ModuleDecl)
+                and statements[index].span.start < comment.span.start
+            )
+            (inner if inside_module else leading)[index].append(comment)
             continue
         index = max(i for i, s in enumerate(statements) if s.span.start <= comment.span.start)
         first_line_end = text.find("\n", statements[index].span.start)
         on_first = first_line_end < 0 or comment.span.start < first_line_end
-        trailing[(index, "first" if on_first else "last")] = comment
+        trailing.setdefault((index, 0 if on_first else -1), []).append(comment)
 
     lines: list[str] = []
     previous_end: int | None = None
@@ -196,11 +206,16 @@ def _layout(program: ast.Program, text: str) -> str:
         if i == len(statements):
             break
         stmt_lines = format_statement(statements[i])
-        for position, line_index in (("first", 0), ("last", len(stmt_lines) - 1)):
-            comment = trailing.get((i, position))
-            if comment is not None:
-                stmt_lines[line_index] += "  " + comment.text
-        emit(statements[i].span.start, statements[i].span.end, stmt_lines)
+        ends: list[list[ast.Comment]] = [[] for _ in stmt_lines]
+        for position in (0, -1):
+            ends[position] += trailing.get((i, position), [])
+        printed: list[str] = []
+        for number, (line, comments) in enumerate(zip(stmt_lines, ends, strict=True)):
+            printed.append(f"{line}  {comments[0].text}" if comments else line)
+            printed.extend(comment.text for comment in comments[1:])
+            if number == 0:
+                printed.extend(INDENT + comment.text for comment in inner[i])
+        emit(statements[i].span.start, statements[i].span.end, printed)
     return "\n".join(lines) + "\n"
 
 

@@ -36,9 +36,10 @@ class Source:
         return line + 1, offset - self._line_starts[line] + 1
 
     def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its line break (``\\n`` or ``\\r\\n``)."""
         start = self._line_starts[line - 1]
         end = self.text.find("\n", start)
-        return self.text[start : end if end >= 0 else len(self.text)]
+        return self.text[start : end if end >= 0 else len(self.text)].removesuffix("\r")
 
     def excerpt(self, span: Span) -> list[str]:
         """The source line of ``span`` and a caret line under it, indented by 4."""

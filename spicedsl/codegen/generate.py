@@ -8,15 +8,33 @@ an escaped comment.
 
 from __future__ import annotations
 
+import ast
+from dataclasses import dataclass
 from pathlib import PurePath
 
 import jinja2
+import sympy
 
 from spicedsl import __version__, ir
-from spicedsl.codegen.torch_printer import ModelTorchPrinter, local_names
+from spicedsl.codegen.torch_printer import ModelTorchPrinter, local_names, number_text
 from spicedsl.resources import data_dir
 
 _MASKS = {"chosen": "chosen", "not_chosen": "~chosen", "all": None}
+
+# Data columns with one value per action: expressions reading them are (batch, actions).
+_PER_ACTION_COLUMNS = frozenset({ir.CHOICE_COLUMN, ir.REWARDS_COLUMN})
+
+# Longest line of the generated ``trial`` method before a call's arguments are wrapped.
+_LINE_LENGTH = 100
+_INDENT = 8
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of the generated ``trial`` method and the model line it comes from."""
+
+    line: int
+    code: str
 
 
 def class_name(model_name: str) -> str:
@@ -29,9 +47,7 @@ def class_name(model_name: str) -> str:
 
 
 def _py(value: object) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (str, int, bool, tuple)) or value is None:
+    if isinstance(value, (str, int, float, bool, tuple)) or value is None:
         return repr(value)
     raise TypeError(f"cannot put {type(value).__name__} into generated code")
 
@@ -54,15 +70,24 @@ def generate(model: ir.Model) -> str:
         + [c.name for c in model.controls]
         + [p.name for p in model.params]
     )
-    printer = ModelTorchPrinter(names)
-    source = _comment_safe(PurePath(model.source_name).name)
-    statements = _trial_statements(model, names, printer)
+    statements = _TrialWriter(model, names).statements()
+    used = {
+        node.id
+        for statement in statements
+        for node in ast.walk(ast.parse(statement.code))
+        if isinstance(node, ast.Name)
+    }
+    imports = ["BaseRNN"]
+    imports += ["ModuleSpec"] if model.learned_modules else []
+    imports += ["ParamSpec"] if model.params else []
     return (
         _environment()
         .get_template("model.py.j2")
         .render(
             version=__version__,
-            source=source,
+            source=_comment_safe(PurePath(model.source_name).name),
+            import_torch="torch" in used,
+            imports=", ".join(imports),
             model_name=model.name,
             class_name=class_name(model.name),
             states=model.states,
@@ -97,40 +122,87 @@ def _module_setup(model: ir.Model, module: ir.LearnedModule) -> dict[str, object
     }
 
 
-def _trial_statements(
-    model: ir.Model, names: dict[str, str], printer: ModelTorchPrinter
-) -> list[tuple[int, str]]:
-    used = set().union(*(m.expr.free_symbols for m in model.modules if hasattr(m, "expr")))
-    used |= model.logits.free_symbols
-    used_names = {s.name for s in used}
-    out: list[tuple[int, str]] = []
-    for param in model.params:
-        if param.name in used_names:
-            out.append((param.line, f"{names[param.name]} = self.param({param.name!r})"))
-    for control in model.controls:
-        local = names[control.name]
-        if control.state is not None:
-            out.append((control.line, f"{local} = {names[control.state]}"))
-        elif control.column == ir.CHOICE_COLUMN:
-            out.append((control.line, f"{local} = chosen.float()"))
-        else:
-            out.append((control.line, f"{local} = data[{control.column!r}]"))
-    for module in model.modules:
-        target = names[module.target]
+class _TrialWriter:
+    """Writes the statements of the generated ``trial`` method, in model order.
+
+    Params and controls come first, and only those that a module, a trial filter or the
+    logits read; then one statement per module; then the logits.
+    """
+
+    def __init__(self, model: ir.Model, names: dict[str, str]) -> None:
+        self.model = model
+        self.names = names
+        self.printer = ModelTorchPrinter(names)
+        # Symbols whose value always has one entry per action: (batch, actions).
+        self.per_action = {s.name for s in model.states} | {
+            c.name for c in model.controls if c.state is not None or c.column in _PER_ACTION_COLUMNS
+        }
+
+    def statements(self) -> list[Statement]:
+        model, names = self.model, self.names
+        read = self._names_read()
+        out = [
+            Statement(p.line, f"{names[p.name]} = self.param({p.name!r})")
+            for p in model.params
+            if p.name in read
+        ]
+        for control in model.controls:
+            if control.name not in read:
+                continue
+            if control.state is not None:
+                value = names[control.state]
+            elif control.column == ir.CHOICE_COLUMN:
+                value = "chosen.float()"
+            else:
+                value = f"data[{control.column!r}]"
+            out.append(Statement(control.line, f"{names[control.name]} = {value}"))
+        out.extend(self._module(module) for module in model.modules)
+        out.append(Statement(model.logits_line, f"logits = {self._logits()}"))
+        return out
+
+    def _names_read(self) -> set[str]:
+        exprs = [self.model.logits]
+        read: set[str] = set()
+        for module in self.model.modules:
+            if module.filter.condition is not None:
+                exprs.append(module.filter.condition)
+            if isinstance(module, ir.EquationModule):
+                exprs.append(module.expr)
+            else:
+                read.update(module.inputs)
+        read.update(s.name for expr in exprs for s in expr.free_symbols)
+        return read
+
+    def _module(self, module: ir.Module) -> Statement:
+        target = self.names[module.target]
         if module.filter.kind == "condition":
-            mask = printer.doprint(module.filter.condition)
+            mask = self.printer.doprint(module.filter.condition)
         else:
             mask = _MASKS[module.filter.kind]
         if isinstance(module, ir.LearnedModule):
-            args = ", ".join(
-                [repr(module.name), target, str(mask)] + [names[i] for i in module.inputs]
-            )
-            out.append((module.line, f"{target} = self.learned({args})"))
-            continue
-        expr = printer.doprint(module.expr)
-        if mask is None:
-            out.append((module.line, f"{target} = {expr} + torch.zeros_like({target})"))
-        else:
-            out.append((module.line, f"{target} = torch.where({mask}, {expr}, {target})"))
-    out.append((model.logits_line, f"logits = {printer.doprint(model.logits)}"))
-    return out
+            args = [repr(module.name), target, str(mask)] + [self.names[i] for i in module.inputs]
+            return Statement(module.line, _call(target, "self.learned", args))
+        expr = self.printer.doprint(module.expr)
+        if mask is not None:
+            return Statement(module.line, _call(target, "torch.where", [mask, expr, target]))
+        if self._is_per_action(module.expr):
+            return Statement(module.line, f"{target} = {expr}")
+        return Statement(module.line, f"{target} = {expr} + torch.zeros_like({target})")
+
+    def _logits(self) -> str:
+        logits = self.model.logits
+        if logits.free_symbols:  # a tensor: (batch, 1) ones are expanded by forward()
+            return self.printer.doprint(logits)
+        return f"torch.full(chosen.shape, {number_text(logits)})"
+
+    def _is_per_action(self, expr: sympy.Expr) -> bool:
+        return any(s.name in self.per_action for s in expr.free_symbols)
+
+
+def _call(target: str, function: str, args: list[str]) -> str:
+    """``target = function(args)``, with the arguments on a line of their own if long."""
+    arguments = ", ".join(args)
+    code = f"{target} = {function}({arguments})"
+    if _INDENT + len(code) <= _LINE_LENGTH:
+        return code
+    return f"{target} = {function}(\n    {arguments}\n)"

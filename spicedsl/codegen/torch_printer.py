@@ -5,10 +5,19 @@ from __future__ import annotations
 import keyword
 
 import sympy
-from sympy.printing.pytorch import TorchPrinter
+from sympy.printing.pycode import AbstractPythonCodePrinter
 
-# Names the generated ``trial`` method uses itself; model names that clash get a suffix.
-RESERVED = frozenset({"self", "state", "data", "chosen", "torch", "logits"})
+from spicedsl.semantics.functions import FUNCTIONS
+
+# Functions printed as a plain call of their torch spelling. sqrt is printed with
+# powers, min, max and clip by methods of their own.
+_CALLS = {f.sympy: f.torch for f in FUNCTIONS.values() if f.name not in ("min", "max", "clip")}
+
+# Names the generated ``trial`` method uses itself, and names Python will not let it
+# assign; model names that clash get a suffix.
+RESERVED = frozenset(
+    {"self", "state", "data", "chosen", "torch", "logits", "new_state", "__debug__"}
+)
 
 
 def local_names(names: list[str]) -> dict[str, str]:
@@ -30,35 +39,85 @@ def local_names(names: list[str]) -> dict[str, str]:
     return result
 
 
-class ModelTorchPrinter(TorchPrinter):
-    """Prints the model's symbols as the generated method's local variables."""
+def number_text(value: sympy.Expr) -> str:
+    """A Python literal (or ``torch`` constant) for a constant expression.
+
+    Constants are evaluated here, so that the generated code never applies a torch
+    function to a plain number. A value that is not a real number is NaN, as torch
+    gives for, e.g., ``log(-1)``.
+
+    >>> number_text(sympy.log(2)), number_text(sympy.oo), number_text(sympy.sqrt(-1))
+    ('0.6931471805599453', 'torch.inf', 'torch.nan')
+    """
+    exact = value.rewrite(sympy.Min).rewrite(sympy.exp)
+    if exact in (sympy.oo, -sympy.oo):
+        return "torch.inf" if exact == sympy.oo else "-torch.inf"
+    number = sympy.N(exact, 30)
+    if not (number.is_real and number.is_finite):
+        return "torch.nan"
+    return repr(float(number))
+
+
+class ModelTorchPrinter(AbstractPythonCodePrinter):
+    """Prints a model expression as torch code over the generated method's local variables.
+
+    Every symbol is a tensor there; constant subexpressions are printed as numbers.
+    Printing anything outside the language's function table is an error. (sympy's own
+    ``TorchPrinter`` is not the base class: importing it imports torch, which would
+    make ``spicedsl compile`` several times slower.)
+    """
 
     def __init__(self, names: dict[str, str]) -> None:
-        super().__init__()
+        super().__init__({"user_functions": _CALLS, "strict": True})
         self.names = names
 
-    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+    def doprint(self, expr: sympy.Basic) -> str:
+        """The code of one expression (sympy's own ``doprint`` also handles assignments
+        and code blocks, and importing what it needs for them is slow)."""
+        return self._print(expr)
+
+    def _print(self, expr, **kwargs) -> str:
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational:
+            return number_text(expr)
+        return super()._print(expr, **kwargs)
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:  # noqa: N802 - sympy's naming
         return self.names[expr.name]
 
-    def _print_sigmoid(self, expr) -> str:
-        return f"torch.sigmoid({self._print(expr.args[0])})"
+    def _print_Float(self, expr: sympy.Float) -> str:  # noqa: N802 - sympy's naming
+        return repr(float(expr))
+
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:  # noqa: N802
+        return self._hprint_Pow(expr, rational=rational, sqrt=FUNCTIONS["sqrt"].torch)
+
+    def _print_Relational(self, expr) -> str:  # noqa: N802 - sympy's naming
+        return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
+
+    def _print_BooleanTrue(self, expr) -> str:  # noqa: N802 - sympy's naming
+        return "torch.tensor(True)"
+
+    def _print_BooleanFalse(self, expr) -> str:  # noqa: N802 - sympy's naming
+        return "torch.tensor(False)"
 
     def _print_clip(self, expr) -> str:
-        x, low, high = (self._print(a) for a in expr.args)
-        return f"torch.clamp({x}, {low}, {high})"
+        x, low, high = expr.args
+        if low.is_number and high.is_number:
+            clamp = FUNCTIONS["clip"].torch
+            return f"{clamp}({self._print(x)}, {self._print(low)}, {self._print(high)})"
+        return self._print(sympy.Min(sympy.Max(x, low), high))
 
     def _extreme(self, expr, function: str, bound: str) -> str:
         numbers = [a for a in expr.args if a.is_number]
         others = [a for a in expr.args if not a.is_number]
         text = self._print(others[0])
         for other in others[1:]:
-            text = f"torch.{function}({text}, {self._print(other)})"
+            text = f"{function}({text}, {self._print(other)})"
         if numbers:
-            text = f"torch.clamp({text}, {bound}={self._print(numbers[0])})"
+            text = f"{FUNCTIONS['clip'].torch}({text}, {bound}={self._print(numbers[0])})"
         return text
 
-    def _print_Min(self, expr) -> str:
-        return self._extreme(expr, "minimum", "max")
+    def _print_Min(self, expr) -> str:  # noqa: N802 - sympy's naming
+        return self._extreme(expr, FUNCTIONS["min"].torch, "max")
 
-    def _print_Max(self, expr) -> str:
-        return self._extreme(expr, "maximum", "min")
+    def _print_Max(self, expr) -> str:  # noqa: N802 - sympy's naming
+        return self._extreme(expr, FUNCTIONS["max"].torch, "min")

@@ -9,7 +9,8 @@ embeddings, the loop over trials, and the recording used by the equation stage.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "softplus": nn.functional.softplus,
 }
+
+# Activations whose values lie inside [-CLIP, CLIP] already: clipping them changes nothing.
+WITHIN_CLIP = frozenset({"sigmoid", "tanh"})
 
 
 @dataclass(frozen=True)
@@ -83,16 +87,97 @@ class ModuleSpec:
 
 
 class ModuleNet(nn.Module):
-    """The network of one learnable module: a residual update of each action's value."""
+    """The network of one learnable module: a residual update of each action's value.
 
-    def __init__(self, n_features: int, hidden_size: int, dropout: float) -> None:
+    One tanh layer of ``hidden_size`` units and a linear read-out, initialised like
+    :class:`torch.nn.Linear`. The weights are stored in the layout that
+    :func:`torch.addmm` and :func:`torch.addmv` take, so that a trial costs no
+    transposes. A participant embedding enters the hidden layer as a per-session bias
+    (:meth:`hidden_bias`), which is the same on every trial of a forward pass.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of per-action features: the module's target value and its inputs.
+    embedding_size : int
+        Size of the participant embedding the module reads; 0 for none.
+    hidden_size : int
+        Number of hidden units.
+    dropout : float
+        Dropout probability of the hidden units during training.
+    """
+
+    def __init__(
+        self, n_features: int, embedding_size: int, hidden_size: int, dropout: float
+    ) -> None:
         super().__init__()
-        self.hidden = nn.Linear(n_features, hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_size, 1)
+        bound = 1 / math.sqrt(n_features + embedding_size)
+        self.weight = nn.Parameter(_uniform((n_features, hidden_size), bound))
+        if embedding_size:
+            self.embedding_weight = nn.Parameter(_uniform((embedding_size, hidden_size), bound))
+        else:
+            self.register_parameter("embedding_weight", None)
+        self.bias = nn.Parameter(_uniform((hidden_size,), bound))
+        self.out_weight = nn.Parameter(_uniform((hidden_size,), 1 / math.sqrt(hidden_size)))
+        self.out_bias = nn.Parameter(_uniform((1,), 1 / math.sqrt(hidden_size)))
+        self.dropout = dropout
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(torch.tanh(self.hidden(features)))).squeeze(-1)
+    def hidden_bias(self, embedded: torch.Tensor | None, n_actions: int) -> torch.Tensor:
+        """The hidden layer's bias: ``(hidden,)``, or one row per (session, action) entry.
+
+        Parameters
+        ----------
+        embedded : torch.Tensor or None
+            ``(batch, embedding_size)`` participant embedding of each session.
+        n_actions : int
+            Number of actions per session.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(hidden,)`` without an embedding, else ``(batch * n_actions, hidden)``.
+        """
+        if self.embedding_weight is None or embedded is None:
+            return self.bias
+        per_session = torch.addmm(self.bias, embedded, self.embedding_weight)
+        return per_session.repeat_interleave(n_actions, dim=0)
+
+    def forward(self, features: torch.Tensor, hidden_bias: torch.Tensor) -> torch.Tensor:
+        """The update of each row of ``features`` ``(entries, n_features)``, ``(entries,)``."""
+        hidden = torch.tanh(torch.addmm(hidden_bias, features, self.weight))
+        if self.training and self.dropout > 0:
+            hidden = nn.functional.dropout(hidden, self.dropout)
+        return torch.addmv(self.out_bias, hidden, self.out_weight)
+
+
+def _uniform(shape: tuple[int, ...], bound: float) -> torch.Tensor:
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+class NamedModules(nn.ModuleDict):
+    """A :class:`torch.nn.ModuleDict` whose keys may be any model name.
+
+    ``ModuleDict`` refuses a key that is an attribute of a module, such as ``update``,
+    ``eval`` or ``__class__``, and models may use such names. The modules are kept in
+    ``_modules`` as ``ModuleDict`` keeps them, and are only ever reached by key.
+    """
+
+    def __setitem__(self, key: str, module: nn.Module) -> None:
+        self._modules[key] = module
+
+
+class NamedParameters(nn.Module):
+    """Parameters by model name, like :class:`torch.nn.ParameterDict` for any name.
+
+    ``ParameterDict`` looks its keys up as attributes, so a param named ``__class__`` or
+    ``forward`` would give the attribute instead; here they live in ``_parameters`` only.
+    """
+
+    def __setitem__(self, key: str, parameter: nn.Parameter) -> None:
+        self._parameters[key] = parameter
+
+    def __getitem__(self, key: str) -> nn.Parameter:
+        return self._parameters[key]
 
 
 @dataclass
@@ -128,6 +213,9 @@ class BaseRNN(nn.Module):
     ``params`` (name -> :class:`ParamSpec`), ``modules`` (name -> :class:`ModuleSpec`),
     ``data_columns`` and ``embedding_size``/``embedding_dropout``, and implement
     :meth:`trial`.
+
+    During :meth:`forward` the params and the hidden-layer biases of the module networks
+    are computed once, not on every trial: they do not change within a pass.
     """
 
     name: str = ""
@@ -151,16 +239,16 @@ class BaseRNN(nn.Module):
         size = self.embedding_size
         self.embedding = nn.Embedding(n_participants, size) if size else None
         self.embedding_drop = nn.Dropout(self.embedding_dropout)
-        self.nets = nn.ModuleDict(
+        self.nets = NamedModules(
             {
                 name: ModuleNet(
-                    1 + len(spec.inputs) + (size if spec.embedded else 0), hidden_size, dropout
+                    1 + len(spec.inputs), size if spec.embedded else 0, hidden_size, dropout
                 )
                 for name, spec in self.modules.items()
             }
         )
-        self.raw_params = nn.ParameterDict()
-        self.param_embeddings = nn.ModuleDict()
+        self.raw_params = NamedParameters()
+        self.param_embeddings = NamedModules()
         for name, spec in self.params.items():
             if spec.fixed:
                 continue
@@ -172,10 +260,15 @@ class BaseRNN(nn.Module):
         self.recordings: dict[str, Recording] | None = None
         self._embedded: torch.Tensor | None = None
         self._participants: torch.Tensor | None = None
+        # Set only while forward() runs: each param's value and each module's hidden bias.
+        self._param_values: dict[str, torch.Tensor] | None = None
+        self._hidden_biases: dict[str, torch.Tensor] | None = None
 
     # -- what generated code calls ------------------------------------------------------
     def param(self, name: str) -> torch.Tensor:
         """The value of param ``name``: a number, or one per session, shape (batch, 1)."""
+        if self._param_values is not None:
+            return self._param_values[name]
         spec = self.params[name]
         if spec.fixed:
             return torch.tensor(spec.value)
@@ -189,19 +282,44 @@ class BaseRNN(nn.Module):
     def learned(
         self, name: str, value: torch.Tensor, mask: torch.Tensor | None, *inputs: torch.Tensor
     ) -> torch.Tensor:
-        """Apply learnable module ``name`` to ``value`` where ``mask`` holds (all if None)."""
+        """Apply learnable module ``name`` to ``value`` where ``mask`` holds (all if None).
+
+        Parameters
+        ----------
+        name : str
+            The module.
+        value : torch.Tensor
+            ``(batch, actions)`` current value of the module's target state.
+        mask : torch.Tensor or None
+            Boolean, broadcastable to ``value``: the entries the module writes.
+        *inputs : torch.Tensor
+            The module's inputs in declared order, each ``(batch, 1)`` or ``(batch, actions)``.
+
+        Returns
+        -------
+        torch.Tensor
+            The new value: the module's output where ``mask`` holds, ``value`` elsewhere.
+        """
         spec = self.modules[name]
-        columns = [value] + [x.expand_as(value) for x in inputs]
-        features = torch.stack(columns, dim=-1)
-        if spec.embedded and self._embedded is not None:
-            embedded = self._embedded.unsqueeze(1).expand(*value.shape, -1)
-            features = torch.cat([features, embedded], dim=-1)
-        new = value + self.nets[name](features)
+        net = self.nets[name]
+        # One row of features per (session, action) entry: the value, then the inputs.
+        if inputs:
+            columns = [value, *(x.expand_as(value) for x in inputs)]
+            features = torch.stack(columns, dim=-1).view(-1, len(columns))
+        else:
+            features = value.reshape(-1, 1)
+        if self._hidden_biases is not None:
+            hidden_bias = self._hidden_biases[name]
+        else:
+            hidden_bias = net.hidden_bias(self._embedded, value.shape[-1])
+        new = value + net(features, hidden_bias).view_as(value)
         if spec.activation is not None:
             new = ACTIVATIONS[spec.activation](new)
-        new = new.clamp(-CLIP, CLIP)
+        if spec.activation not in WITHIN_CLIP:
+            # The same as clamp, with a backward pass of one operation instead of several.
+            new = nn.functional.hardtanh(new, -CLIP, CLIP)
         if self.recordings is not None:
-            self._record(name, value, new, features[..., : len(columns)], mask)
+            self._record(name, value, new, features[:, 1:].view(*value.shape, len(inputs)), mask)
         return new if mask is None else torch.where(mask, new, value)
 
     def trial(
@@ -217,6 +335,26 @@ class BaseRNN(nn.Module):
         raise NotImplementedError
 
     # -- the loop -----------------------------------------------------------------------
+    @contextmanager
+    def running(self, participants: torch.Tensor) -> Iterator[None]:
+        """Prepare :meth:`trial` calls on sessions of the given (batch,) participants.
+
+        :meth:`forward` runs inside it; a caller that steps through trials itself (such
+        as the simulator) wraps its loop in it.
+        """
+        self._participants = participants
+        self._embedded = None
+        if self.embedding is not None:
+            self._embedded = self.embedding_drop(self.embedding(participants))
+        self._param_values = {name: self.param(name) for name in self.params}
+        self._hidden_biases = {
+            name: net.hidden_bias(self._embedded, self.n_actions) for name, net in self.nets.items()
+        }
+        try:
+            yield
+        finally:
+            self._param_values = self._hidden_biases = None
+
     def initial_state(self, batch_size: int) -> dict[str, torch.Tensor]:
         return {
             name: torch.full((batch_size, self.n_actions), float(value))
@@ -244,19 +382,19 @@ class BaseRNN(nn.Module):
             Also return every state's values after each trial, (trials, batch, actions).
         """
         batch_size = chosen.shape[1]
-        self._participants = participants
-        self._embedded = None
-        if self.embedding is not None:
-            self._embedded = self.embedding_drop(self.embedding(participants))
-        state = self.initial_state(batch_size)
-        logits = []
-        history: dict[str, list[torch.Tensor]] = {name: [] for name in self.states}
-        for t, data in enumerate(trials):
-            state, step_logits = self.trial(state, data, chosen[t])
-            logits.append(step_logits.expand(batch_size, self.n_actions))
-            if return_states:
-                for name, value in state.items():
-                    history[name].append(value)
+        expected = (batch_size, self.n_actions)
+        with self.running(participants):
+            state = self.initial_state(batch_size)
+            logits = []
+            history: dict[str, list[torch.Tensor]] = {name: [] for name in self.states}
+            for data, chosen_now in zip(trials, chosen.unbind(0), strict=True):
+                state, step_logits = self.trial(state, data, chosen_now)
+                if step_logits.shape != expected:
+                    step_logits = step_logits.expand(expected)
+                logits.append(step_logits)
+                if return_states:
+                    for name, value in state.items():
+                        history[name].append(value)
         stacked = torch.stack(logits)
         if return_states:
             return stacked, {name: torch.stack(values) for name, values in history.items()}
@@ -283,6 +421,6 @@ class BaseRNN(nn.Module):
         record = self.recordings[name]
         record.before.append(before[selected].detach())
         record.after.append(after[selected].detach())
-        record.inputs.append(inputs[..., 1:][selected].detach())
+        record.inputs.append(inputs[selected].detach())
         sessions = self._participants.unsqueeze(1).expand_as(before)
         record.participant.append(sessions[selected])

@@ -6,18 +6,19 @@ at the first. It needs neither sympy nor torch, so ``spicedsl check`` stays fast
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Iterable
+import operator
 from dataclasses import dataclass
 
-from spicedsl.errors import Diagnostic
+from spicedsl.errors import Diagnostic, did_you_mean
+from spicedsl.printer import format_expr
 from spicedsl.semantics.functions import ACTIVATIONS, FUNCTIONS
 from spicedsl.settings import OPTIONS
 from spicedsl.source import Source, Span
 from spicedsl.syntax import ast
 
 MAX_DEGREE = 3
+_VALUES = {"state", "control", "param"}  # what equations and the choice rule may read
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,12 @@ class _Checker:
     def run(self) -> list[Diagnostic]:
         d = self.decls
         if d.model is None:
-            self.error("the file declares no model; start it with 'model NAME'", Span(0, 0))
+            self.error("the file declares no model; start it with 'model NAME'", None)
         if d.actions is not None and d.actions.count is not None and d.actions.count < 2:
             self.error("a task needs at least 2 actions", d.actions.span)
         for control in d.controls.values():
             if control.state is not None:
-                self.expect_kind(control.state, {"state"}, "a control can copy a state")
+                self.expect_kind(control.state, {"state"}, "a control can only copy")
         for param in d.params.values():
             self.check_param(param)
         for module in d.modules.values():
@@ -86,11 +87,11 @@ class _Checker:
         if d.logits is None:
             self.error(
                 "the model has no choice rule",
-                Span(0, 0),
+                None,
                 hint="add one, e.g. 'logits = beta * x_value_reward'",
             )
         else:
-            self.check_expr(d.logits.expr, {"state", "control", "param"})
+            self.check_expr(d.logits.expr)
         if d.embedding is not None:
             self.check_embedding(d.embedding)
         if d.fit is not None:
@@ -101,7 +102,7 @@ class _Checker:
     def line_of(self, span: Span) -> str:
         return f"line {self.source.line_col(span.start)[0]}"
 
-    def error(self, message: str, span: Span, hint: str | None = None) -> None:
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
         self.errors.append(Diagnostic(message, span, hint))
 
     def _collect(self) -> Declarations:
@@ -145,25 +146,33 @@ class _Checker:
         self.error(f"duplicate {what} '{name.id}'", name.span, hint=f"first declared {line}")
 
     def expect_kind(self, name: ast.Name, kinds: set[str], what: str) -> bool:
-        """Report ``name`` unless it is declared as one of ``kinds``."""
+        """Report ``name`` unless it is declared as one of ``kinds``; ``what`` says who may
+        only use those kinds, e.g. 'a module can only update'."""
         kind = self.decls.kind_of(name.id)
         if kind in kinds:
             return True
         if kind is None:
             candidates = [n for n in self.decls.value_names if self.decls.kind_of(n) in kinds]
             self.error(
-                f"unknown name '{name.id}'", name.span, hint=_did_you_mean(name.id, candidates)
+                f"unknown name '{name.id}'", name.span, hint=did_you_mean(name.id, candidates)
             )
         else:
             allowed = " or ".join(sorted(kinds))
-            self.error(f"'{name.id}' is a {kind}, but {what} only reads a {allowed}", name.span)
+            self.error(f"'{name.id}' is a {kind}, but {what} a {allowed}", name.span)
         return False
 
-    def check_expr(self, expr: ast.Expr, kinds: set[str]) -> None:
+    def check_expr(
+        self, expr: ast.Expr, kinds: set[str] = _VALUES, what: str = "an equation can only read"
+    ) -> None:
+        try:
+            _constant_value(expr)
+        except _NoValueError as problem:
+            text = format_expr(problem.node)
+            self.error(f"'{text}' {problem.reason}", problem.node.span)
         for call in ast.calls_in(expr):
             function = FUNCTIONS.get(call.func.id)
             if function is None:
-                hint = _did_you_mean(call.func.id, FUNCTIONS)
+                hint = did_you_mean(call.func.id, FUNCTIONS)
                 known = ", ".join(FUNCTIONS)
                 self.error(
                     f"unknown function '{call.func.id}'",
@@ -172,14 +181,15 @@ class _Checker:
                 )
             elif len(call.args) != function.arity:
                 s = "" if function.arity == 1 else "s"
+                were = "was" if len(call.args) == 1 else "were"
                 self.error(
                     f"'{function.name}' takes {function.arity} argument{s}, "
-                    f"but {len(call.args)} were given",
+                    f"but {len(call.args)} {were} given",
                     call.span,
                     hint=f"{function.name}: {function.summary}",
                 )
         for name in ast.names_in(expr):
-            self.expect_kind(name, kinds, "this expression")
+            self.expect_kind(name, kinds, what)
 
     def check_param(self, param: ast.ParamDecl) -> None:
         low = param.lower.value if param.lower else -math.inf
@@ -194,11 +204,29 @@ class _Checker:
             )
 
     def check_module(self, module: ast.ModuleDecl) -> None:
-        target_ok = self.expect_kind(module.target, {"state"}, "a module updates")
+        target = module.target
+        target_ok = False
+        if self.decls.kind_of(target.id) is None:
+            self.error(
+                f"module '{module.name.id}' updates '{target.id}', which is not declared",
+                target.span,
+                hint=did_you_mean(target.id, self.decls.states)
+                or f"declare it as a state, e.g. 'state {target.id} = 0'",
+            )
+        else:
+            target_ok = self.expect_kind(target, {"state"}, "a module can only update")
         if module.filter.condition is not None:
             condition = module.filter.condition
             for side in (condition.left, condition.right):
-                self.check_expr(side, {"control"})
+                self.check_expr(side, {"control"}, "a trial filter can only read")
+            if not ast.names_in(condition.left) + ast.names_in(condition.right):
+                self.error(
+                    f"the condition of module '{module.name.id}' reads no control, "
+                    "so it is the same on every trial",
+                    condition.span,
+                    hint="compare a control with a value, e.g. 'when c_reward > 0.5', "
+                    "or write 'when all'",
+                )
         body = module.body
         if isinstance(body, ast.Equation):
             if body.name.id != module.name.id:
@@ -207,7 +235,7 @@ class _Checker:
                     body.name.span,
                     hint=f"write '{module.name.id} = ...'",
                 )
-            self.check_expr(body.expr, {"state", "control", "param"})
+            self.check_expr(body.expr)
             return
         seen: set[str] = set()
         for name in body.inputs:
@@ -221,7 +249,7 @@ class _Checker:
             elif name.id in seen:
                 self.error(f"input '{name.id}' is listed twice", name.span)
             else:
-                self.expect_kind(name, {"state", "control"}, "a learnable module")
+                self.expect_kind(name, {"state", "control"}, "a learnable module can only read")
             seen.add(name.id)
         if body.activation is not None and body.activation.id not in ACTIVATIONS:
             self.error(
@@ -230,7 +258,7 @@ class _Checker:
                 hint="the activations are " + ", ".join(ACTIVATIONS),
             )
         if body.degree is not None and not 1 <= body.degree <= MAX_DEGREE:
-            self.error(f"degree must be between 1 and {MAX_DEGREE}", body.span)
+            self.error(f"degree must be between 1 and {MAX_DEGREE}, not {body.degree}", body.span)
 
     def check_overlaps(self) -> None:
         by_target: dict[str, list[ast.ModuleDecl]] = {}
@@ -283,7 +311,7 @@ class _Checker:
             self.error(
                 f"'{name.id}' is neither a learnable module nor a param",
                 name.span,
-                hint=_did_you_mean(name.id, learnable + list(self.decls.params)),
+                hint=did_you_mean(name.id, learnable + list(self.decls.params)),
             )
 
     def check_fit(self, fit: ast.FitDecl) -> None:
@@ -294,7 +322,7 @@ class _Checker:
                 self.error(
                     f"unknown fit option '{option.name.id}'",
                     option.name.span,
-                    hint=_did_you_mean(option.name.id, OPTIONS)
+                    hint=did_you_mean(option.name.id, OPTIONS)
                     or "the options are " + ", ".join(OPTIONS),
                 )
             elif option.name.id in seen:
@@ -317,30 +345,140 @@ def _names_read(module: ast.ModuleDecl) -> list[ast.Name]:
 
 
 _COMPLEMENTS = {"<": ">=", ">=": "<", ">": "<=", "<=": ">", "==": "!=", "!=": "=="}
+_MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 
 
 def _filters_overlap(a: ast.TrialFilter, b: ast.TrialFilter) -> bool:
     """Whether two filters may select the same entry on the same trial.
 
-    Conditions count as disjoint only when one is the exact complement of the other,
-    or both test equality of the same expression with different numbers.
+    Two conditions are disjoint when they compare the same expression with numbers that
+    no value satisfies both (``c > 0.5`` and ``c <= 0.5``), or when one is the exact
+    complement of the other (``c1 < c2`` and ``c1 >= c2``).
+
+    >>> from spicedsl.syntax.parser import parse
+    >>> def when(text):
+    ...     return parse(f"module m updates x when {text} learn()").statements[0].filter
+    >>> _filters_overlap(when("c > 0.5"), when("0.5 >= c"))
+    False
+    >>> _filters_overlap(when("c >= 0.5"), when("c <= 0.5"))
+    True
     """
     if {a.kind, b.kind} == {"chosen", "not_chosen"}:
         return False
-    if a.kind == b.kind == "condition":
-        ca, cb = a.condition, b.condition
-        if ca.left == cb.left and ca.right == cb.right and _COMPLEMENTS[ca.op] == cb.op:
-            return False
-        both_equal = ca.op == cb.op == "=="
-        numbers = isinstance(ca.right, ast.Number) and isinstance(cb.right, ast.Number)
-        if both_equal and numbers and ca.left == cb.left and ca.right != cb.right:
-            return False
-    return True
+    if a.kind != "condition" or b.kind != "condition":
+        return True
+    ca, cb = a.condition, b.condition
+    if ca.left == cb.left and ca.right == cb.right and _COMPLEMENTS[ca.op] == cb.op:
+        return False
+    bound_a, bound_b = _bound(ca), _bound(cb)
+    if bound_a is None or bound_b is None or bound_a[0] != bound_b[0]:
+        return True
+    return _both_hold(bound_a[1:], bound_b[1:])
 
 
-def _did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
+def _bound(comparison: ast.Comparison) -> tuple[ast.Expr, str, float] | None:
+    """``comparison`` as ``(expression, op, number)`` when one side is a constant."""
+    sides = (
+        (comparison.left, comparison.op, comparison.right),
+        (comparison.right, _MIRRORED[comparison.op], comparison.left),
+    )
+    for subject, op, other in sides:
+        try:
+            value = _constant_value(other)
+        except _NoValueError:
+            return None
+        if value is not None:
+            return subject, op, value
+    return None
+
+
+def _both_hold(a: tuple[str, float], b: tuple[str, float]) -> bool:
+    """Whether some ``x`` satisfies both ``x op_a value_a`` and ``x op_b value_b``."""
+    if "!=" in (a[0], b[0]):
+        (other_op, other_value), excluded = (b, a[1]) if a[0] == "!=" else (a, b[1])
+        return not (other_op == "==" and other_value == excluded)
+    (low_a, low_a_in, high_a, high_a_in), (low_b, low_b_in, high_b, high_b_in) = (
+        _interval(*a),
+        _interval(*b),
+    )
+    # Where two ends coincide, the end of the intersection is included only if both are.
+    low, low_out = max((low_a, not low_a_in), (low_b, not low_b_in))
+    high, high_in = min((high_a, high_a_in), (high_b, high_b_in))
+    return low < high or (low == high and not low_out and high_in)
+
+
+def _interval(op: str, value: float) -> tuple[float, bool, float, bool]:
+    """The ``x`` with ``x op value``: low end, whether it is included, high end, whether it is."""
+    return {
+        "<": (-math.inf, False, value, False),
+        "<=": (-math.inf, False, value, True),
+        ">": (value, False, math.inf, False),
+        ">=": (value, True, math.inf, False),
+        "==": (value, True, value, True),
+    }[op]
+
+
+_ARITHMETIC = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "^": operator.pow,
+}
+
+
+class _NoValueError(Exception):
+    def __init__(self, node: ast.Expr, reason: str = "has no finite real value") -> None:
+        super().__init__(node)
+        self.node = node
+        self.reason = reason
+
+
+def _constant_value(expr: ast.Expr) -> float | None:
+    """The value of ``expr`` when it reads no name, else None.
+
+    Raises :class:`_NoValueError` for the innermost constant part without a finite real value,
+    such as ``log(0)``, ``(-8) ^ (1 / 3)`` or ``10 ^ 400``, or for a division by zero.
+
+    >>> from spicedsl.syntax.ast import BinOp, Call, Name, Number
+    >>> _constant_value(BinOp("*", Number(2.0), Call(Name("max"), (Number(1.0), Number(3.0)))))
+    6.0
+    >>> _constant_value(BinOp("*", Name("x"), Number(2.0))) is None
+    True
+    >>> _constant_value(BinOp("+", Name("x"), BinOp("/", Number(1.0), Number(0.0))))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    spicedsl.semantics.check._NoValueError: BinOp(op='/', left=Number(value=1.0), ...)
+    """
+    if isinstance(expr, ast.Number):
+        return expr.value
+    if isinstance(expr, ast.Name):
+        return None
+    if isinstance(expr, ast.Neg):
+        value = _constant_value(expr.operand)
+        return None if value is None else -value
+    if isinstance(expr, ast.Call):
+        args = [_constant_value(arg) for arg in expr.args]
+        function = FUNCTIONS.get(expr.func.id)
+        if function is None or len(args) != function.arity or None in args:
+            return None
+        return _finite(expr, function.evaluate, args)
+    left, right = _constant_value(expr.left), _constant_value(expr.right)
+    if expr.op == "/" and right == 0:
+        raise _NoValueError(expr, "divides by zero")
+    if left is None or right is None:
+        return None
+    return _finite(expr, _ARITHMETIC[expr.op], [left, right])
+
+
+def _finite(node: ast.Expr, function, args: list[float]) -> float:
+    try:
+        value = function(*args)
+    except (ArithmeticError, ValueError):
+        raise _NoValueError(node) from None
+    if isinstance(value, complex) or not math.isfinite(value):
+        raise _NoValueError(node)
+    return value
 
 
 def _keyword(stmt: ast.Statement) -> str:

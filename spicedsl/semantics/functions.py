@@ -1,12 +1,15 @@
 """The one table of functions a model may call.
 
-Each row names the function in the language, its arity, and its spelling for sympy
-and torch. The parser accepts any name in call position; the checker, the sympy lowering
-and the torch printer all read this table, so adding a function is one row here.
+Each row names the function in the language, its arity, its spelling for sympy and
+torch, and its value on floats (the checker folds constants with it). The parser accepts
+any name in call position; the checker, the sympy lowering and the torch printer all
+read this table, so adding a function is one row here.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -17,20 +20,41 @@ class Function:
     sympy: str  # attribute of sympy, or of spicedsl.semantics.sympy_functions
     torch: str  # torch callable used by the generated code
     summary: str
+    evaluate: Callable[..., float]  # on Python floats, for the checker's constant folding
+
+
+def _sigmoid(x: float) -> float:
+    """The logistic function, without overflow for large ``-x``.
+
+    >>> _sigmoid(0.0), _sigmoid(-1000.0)
+    (0.5, 0.0)
+    """
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    return math.exp(x) / (1 + math.exp(x))
+
+
+def _clip(x: float, low: float, high: float) -> float:
+    """``x`` limited to ``[low, high]``, as ``torch.clamp`` does.
+
+    >>> _clip(2.0, 0.0, 1.0), _clip(-1.0, 0.0, 1.0)
+    (1.0, 0.0)
+    """
+    return min(max(x, low), high)
 
 
 FUNCTIONS: dict[str, Function] = {
     f.name: f
     for f in (
-        Function("exp", 1, "exp", "torch.exp", "e to the power x"),
-        Function("log", 1, "log", "torch.log", "natural logarithm"),
-        Function("sqrt", 1, "sqrt", "torch.sqrt", "square root"),
-        Function("abs", 1, "Abs", "torch.abs", "absolute value"),
-        Function("tanh", 1, "tanh", "torch.tanh", "hyperbolic tangent"),
-        Function("sigmoid", 1, "sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))"),
-        Function("min", 2, "Min", "torch.minimum", "smaller of two values"),
-        Function("max", 2, "Max", "torch.maximum", "larger of two values"),
-        Function("clip", 3, "clip", "torch.clamp", "clip(x, low, high)"),
+        Function("exp", 1, "exp", "torch.exp", "e to the power x", math.exp),
+        Function("log", 1, "log", "torch.log", "natural logarithm", math.log),
+        Function("sqrt", 1, "sqrt", "torch.sqrt", "square root", math.sqrt),
+        Function("abs", 1, "Abs", "torch.abs", "absolute value", abs),
+        Function("tanh", 1, "tanh", "torch.tanh", "hyperbolic tangent", math.tanh),
+        Function("sigmoid", 1, "sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))", _sigmoid),
+        Function("min", 2, "Min", "torch.minimum", "smaller of two values", min),
+        Function("max", 2, "Max", "torch.maximum", "larger of two values", max),
+        Function("clip", 3, "clip", "torch.clamp", "clip(x, low, high)", _clip),
     )
 }
 

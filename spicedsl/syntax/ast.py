@@ -7,7 +7,6 @@ part in equality, so two trees parsed from differently formatted text compare eq
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from spicedsl.source import Span
 
@@ -56,7 +55,7 @@ class Neg:
     span: Span = _span()
 
 
-Expr = Union[Number, Name, Call, BinOp, Neg]
+Expr = Number | Name | Call | BinOp | Neg
 
 
 def names_in(expr: Expr) -> list[Name]:
@@ -226,17 +225,17 @@ class FitDecl:
     span: Span = _span()
 
 
-Statement = Union[
-    ModelDecl,
-    ActionsDecl,
-    StateDecl,
-    ControlDecl,
-    ModuleDecl,
-    ParamDecl,
-    LogitsDecl,
-    EmbeddingDecl,
-    FitDecl,
-]
+Statement = (
+    ModelDecl
+    | ActionsDecl
+    | StateDecl
+    | ControlDecl
+    | ModuleDecl
+    | ParamDecl
+    | LogitsDecl
+    | EmbeddingDecl
+    | FitDecl
+)
 
 
 @dataclass(frozen=True)

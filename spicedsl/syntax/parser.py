@@ -7,15 +7,16 @@ on its own: a syntax error in one statement does not hide the errors in the othe
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 import lark
 from lark import Token, Transformer, v_args
+from lark.lark import PostLex
 
-from spicedsl.errors import Diagnostic, ModelError
+from spicedsl.errors import Diagnostic, ModelError, did_you_mean
 from spicedsl.resources import data_dir
 from spicedsl.source import Source, Span
 from spicedsl.syntax import ast
@@ -31,7 +32,14 @@ STATEMENT_KEYWORDS = (
     "embedding",
     "fit",
 )
-_STATEMENT_START = re.compile(r"^[ \t]*(?:%s)\b" % "|".join(STATEMENT_KEYWORDS), re.MULTILINE)
+# A statement keyword at the start of a line starts a statement, unless '=' follows it:
+# such a line can only be an equation line (and 'logits =' is the choice rule).
+_STATEMENT_START = re.compile(
+    r"^[ \t]*(?:logits\b|(?:{})\b(?![ \t]*=))".format(
+        "|".join(k for k in STATEMENT_KEYWORDS if k != "logits")
+    ),
+    re.MULTILINE,
+)
 
 # How the parser's terminals read in an error message.
 _TERMINAL_WORDS = {
@@ -49,11 +57,35 @@ def grammar_text() -> str:
     return (data_dir("grammars") / "spice.lark").read_text("utf-8")
 
 
-class _Comments(list):
-    """Collects the comments the lexer skips, for the formatter."""
+class _Lexed:
+    """What the lexer sees besides the tokens it hands on, for one statement at a time:
+    the comments (kept for the formatter) and statement keywords written as names."""
+
+    def __init__(self) -> None:
+        self.comments: list[Token] = []
+        self.keyword_names: list[Token] = []
+
+    def clear(self) -> None:
+        self.comments.clear()
+        self.keyword_names.clear()
+
+    def name(self, token: Token) -> Token:
+        if token in STATEMENT_KEYWORDS:
+            self.keyword_names.append(token)
+        return token
 
 
-_collected = _Comments()
+class _WholeWords(PostLex):
+    """Lets the lexer read a NAME in every parser state, so that a word where a keyword
+    should stand is reported whole ('inn', not the 'n' after a keyword 'in')."""
+
+    always_accept = ("NAME",)
+
+    def process(self, stream):
+        return stream
+
+
+_lexed = _Lexed()
 
 
 @lru_cache(maxsize=1)
@@ -61,9 +93,10 @@ def _lark() -> lark.Lark:
     return lark.Lark(
         grammar_text(),
         parser="lalr",
+        postlex=_WholeWords(),
         propagate_positions=True,
         maybe_placeholders=False,
-        lexer_callbacks={"COMMENT": _collected.append},
+        lexer_callbacks={"COMMENT": _lexed.comments.append, "NAME": _lexed.name},
     )
 
 
@@ -81,21 +114,27 @@ def parse(text: str, name: str = "<model>") -> ast.Program:
     comments: list[ast.Comment] = []
     diagnostics: list[Diagnostic] = []
     for start, end in _statement_chunks(text):
-        _collected.clear()
+        _lexed.clear()
         try:
             tree = _lark().parse(text[start:end])
         except lark.exceptions.UnexpectedInput as error:
-            diagnostics.append(_syntax_diagnostic(error, text, start, end))
+            tree = None
+            syntax_error = _syntax_diagnostic(error, text, start, end)
+        comments.extend(
+            ast.Comment(tok.rstrip(), span=Span(start + tok.start_pos, start + tok.end_pos))
+            for tok in _lexed.comments
+        )
+        if _lexed.keyword_names:
+            # A keyword used as a name also derails the parse; its own message says more.
+            diagnostics.extend(_keyword_name(tok, start) for tok in _lexed.keyword_names)
+        elif tree is None:
+            diagnostics.append(syntax_error)
+        if tree is None:
             continue
-        finally:
-            comments.extend(
-                ast.Comment(str(tok), span=Span(start + tok.start_pos, start + tok.end_pos))
-                for tok in _collected
-            )
         try:
             statements.extend(_ToAst(start).transform(tree).children)
         except lark.exceptions.VisitError as error:
-            if not isinstance(error.orig_exc, _NumberError):
+            if not isinstance(error.orig_exc, _StatementError):
                 raise
             diagnostics.append(error.orig_exc.diagnostic)
     if diagnostics:
@@ -107,7 +146,16 @@ def _statement_chunks(text: str) -> list[tuple[int, int]]:
     starts = [m.start() for m in _STATEMENT_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    return list(zip(starts, starts[1:] + [len(text)]))
+    return list(zip(starts, starts[1:] + [len(text)], strict=True))
+
+
+def _keyword_name(token: Token, offset: int) -> Diagnostic:
+    span = Span(offset + token.start_pos, offset + token.end_pos)
+    return Diagnostic(
+        f"'{token}' is a keyword and cannot be used as a name",
+        span,
+        hint="the statement keywords (" + ", ".join(STATEMENT_KEYWORDS) + ") are reserved",
+    )
 
 
 def _syntax_diagnostic(
@@ -115,28 +163,35 @@ def _syntax_diagnostic(
 ) -> Diagnostic:
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
         pos = start + error.pos_in_stream
-        return Diagnostic(f"unexpected character {text[pos]!r}", Span(pos, pos + 1))
+        char = text[pos]
+        if char == '"':
+            message = 'a description needs its closing " on the same line'
+            return Diagnostic(message, Span(pos, pos + 1))
+        hint = "names are made of ASCII letters, digits and '_'" if char.isalpha() else None
+        return Diagnostic(f"unexpected character {char!r}", Span(pos, pos + 1), hint)
     token = error.token
-    expected = _describe_expected(error.interactive_parser.accepts() or error.expected)
+    terminals = error.interactive_parser.accepts() or error.expected
+    expected = _describe_expected(terminals)
     if token.type == "$END":
         pos = start + len(text[start:end].rstrip())
         return Diagnostic(f"unexpected end of statement; expected {expected}", Span(pos, pos))
     pos = start + token.start_pos
-    found = "end of file" if token.type == "$END" else repr(str(token))
     hint = None
-    if token.type == "NAME" and str(token) not in STATEMENT_KEYWORDS:
-        close = _close_keyword(str(token))
-        if close:
-            hint = f"did you mean '{close}'?"
+    if token.type == "NAME":
+        hint = did_you_mean(str(token), _keywords(terminals))
     return Diagnostic(
-        f"unexpected {found}; expected {expected}", Span(pos, pos + len(str(token))), hint
+        f"unexpected {str(token)!r}; expected {expected}", Span(pos, pos + len(token)), hint
     )
 
 
-def _close_keyword(word: str) -> str | None:
-    keywords = list(STATEMENT_KEYWORDS) + ["updates", "when", "learn", "chosen", "data"]
-    match = difflib.get_close_matches(word, keywords, n=1, cutoff=0.75)
-    return match[0] if match else None
+def _keywords(terminals: set[str]) -> list[str]:
+    """The keywords among the parser's ``terminals``, statement keywords first."""
+    words = [
+        pattern.value
+        for pattern in (_lark().get_terminal(name).pattern for name in terminals if name != "$END")
+        if pattern.type == "str" and pattern.value.isalpha()
+    ]
+    return sorted(words, key=lambda w: (w not in STATEMENT_KEYWORDS, w))
 
 
 def _describe_expected(terminals: set[str]) -> str:
@@ -157,9 +212,18 @@ def _describe_expected(terminals: set[str]) -> str:
     return ", ".join(ordered[:-1]) + " or " + ordered[-1]
 
 
-class _NumberError(Exception):
+class _StatementError(Exception):
+    """A problem found while building a statement's AST (a number too large, an option
+    given twice); it carries the diagnostic out of lark's transformer."""
+
     def __init__(self, diagnostic: Diagnostic) -> None:
         self.diagnostic = diagnostic
+
+
+class _LearnOption(NamedTuple):
+    key: str
+    value: object
+    span: Span
 
 
 @v_args(meta=True)
@@ -183,7 +247,7 @@ class _ToAst(Transformer):
         value = float(token)
         span = self._tok(token)
         if not math.isfinite(value):
-            raise _NumberError(Diagnostic(f"number {token} is too large (not finite)", span))
+            raise _StatementError(Diagnostic(f"number {token} is too large (not finite)", span))
         return ast.Number(-value if negative else value, span=span)
 
     # -- statements
@@ -239,20 +303,23 @@ class _ToAst(Transformer):
         inputs: tuple[ast.Name, ...] = ()
         options: dict[str, object] = {}
         for child in children:
-            if isinstance(child, tuple) and child and child[0] == "option":
-                options[child[1]] = child[2]
-            else:
+            if not isinstance(child, _LearnOption):
                 inputs = child
+            elif child.key in options:
+                message = f"the option '{child.key}' is given twice"
+                raise _StatementError(Diagnostic(message, child.span))
+            else:
+                options[child.key] = child.value
         return ast.Learn(inputs, **options, span=self._span(meta))
 
     def activation_option(self, meta, children):
-        return ("option", "activation", self._name(children[0]))
+        return _LearnOption("activation", self._name(children[0]), self._span(meta))
 
     def degree_option(self, meta, children):
-        return ("option", "degree", int(children[0]))
+        return _LearnOption("degree", int(children[0]), self._span(meta))
 
     def threshold_option(self, meta, children):
-        return ("option", "threshold", children[0])
+        return _LearnOption("threshold", children[0], self._span(meta))
 
     def equation(self, meta, children):
         return ast.Equation(self._name(children[0]), children[1], span=self._span(meta))

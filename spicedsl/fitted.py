@@ -1,0 +1,69 @@
+"""The fitted model file: the original program with each ``learn(...)`` replaced by its
+discovered equation and every param given its fitted value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from spicedsl.printer import polynomial
+from spicedsl.runtime.equations import DiscoveredEquation
+from spicedsl.syntax import ast
+
+
+def round_significant(value: float, digits: int) -> float:
+    """``value`` rounded to ``digits`` significant digits.
+
+    >>> round_significant(0.0912345, 3), round_significant(2.5995, 2)
+    (0.0912, 2.6)
+    """
+    return float(f"{value:.{digits}g}")
+
+
+def fitted_program(
+    program: ast.Program,
+    equations: Mapping[str, DiscoveredEquation],
+    param_values: Mapping[str, float],
+    digits: int = 4,
+) -> ast.Program:
+    """``program`` with discovered equations and fitted params, at ``digits`` precision.
+
+    Statements keep their source spans, so the formatter keeps the comments in place.
+    The participant embedding is dropped: nothing learnable is left to feed.
+    """
+    statements: list[ast.Statement] = []
+    for stmt in program.statements:
+        if isinstance(stmt, ast.ModuleDecl) and stmt.name.id in equations:
+            terms = [
+                (round_significant(c, digits), dict(powers))
+                for c, powers in equations[stmt.name.id].terms
+            ]
+            body = ast.Equation(ast.Name(stmt.name.id), polynomial(terms), span=stmt.body.span)
+            stmt = ast.ModuleDecl(stmt.name, stmt.target, stmt.filter, body, span=stmt.span)
+        elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed and stmt.name.id in param_values:
+            value = _inside_bounds(stmt, param_values[stmt.name.id], digits)
+            stmt = ast.ParamDecl(
+                stmt.name,
+                stmt.lower,
+                stmt.upper,
+                stmt.per_participant,
+                ast.Number(value),
+                fixed=True,
+                span=stmt.span,
+            )
+        elif isinstance(stmt, ast.EmbeddingDecl):
+            continue
+        statements.append(stmt)
+    return ast.Program(tuple(statements), program.comments)
+
+
+def _inside_bounds(param: ast.ParamDecl, value: float, digits: int) -> float:
+    """``value`` rounded, with more digits where rounding would land on an open bound."""
+    low = param.lower.value if param.lower else -math.inf
+    high = param.upper.value if param.upper else math.inf
+    for more in range(digits, 18):
+        rounded = round_significant(value, more)
+        if low < rounded < high:
+            return rounded
+    # The network pushed the param onto its bound: take the nearest value inside.
+    return math.nextafter(low, high) if value <= low else math.nextafter(high, low)

@@ -1,0 +1,182 @@
+"""Stage two of SPICE: replace each learnable module by a sparse equation (pysindy 2.x).
+
+The trained network is run with recording on, by default on off-policy sessions in
+which each action is chosen several times in a row; each learnable module's recorded
+(value before, inputs) -> value after pairs on the trials its filter selected are then
+fitted by ``pysindy.DiscreteSINDy`` with a polynomial library over the module's own
+state and its declared inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pysindy as ps
+import torch
+
+from spicedsl.runtime.bandit import draw_rewards, drifting_reward_probabilities
+from spicedsl.runtime.batch import IGNORE, Batch
+from spicedsl.runtime.network import BaseRNN, ModuleSpec
+
+Powers = tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class DiscoveredEquation:
+    """``target[k+1] = sum(coefficient * prod(name ^ power))`` for one learnable module.
+
+    ``terms`` lists the library's terms with non-zero coefficients, in library order;
+    the names are the module's target state and inputs.
+    """
+
+    module: str
+    target: str
+    terms: tuple[tuple[float, Powers], ...]
+    n_samples: int
+
+    @property
+    def n_coefficients(self) -> int:
+        return len(self.terms)
+
+
+def offpolicy_batch(
+    n_actions: int,
+    n_sessions: int,
+    n_trials: int,
+    repeat: int,
+    rng: np.random.Generator,
+    participants: np.ndarray | None = None,
+    sigma: float = 0.2,
+) -> Batch:
+    """Sessions in which each action is chosen ``repeat`` times in a row, in turn.
+
+    Rewards come from a drifting bandit. ``participants`` gives the participant index
+    of each session (all 0 by default).
+    """
+    choices = (np.arange(n_trials) // repeat) % n_actions
+    choices = np.broadcast_to(choices, (n_sessions, n_trials))
+    # Start each session at a different action, so every action is seen fresh.
+    choices = (choices + np.arange(n_sessions)[:, None]) % n_actions
+    probabilities = drifting_reward_probabilities(rng, n_sessions, n_trials, n_actions, sigma)
+    rewards = draw_rewards(rng, probabilities)
+    choice_tensor = torch.as_tensor(choices.T.copy())
+    chosen = torch.nn.functional.one_hot(choice_tensor, n_actions).bool()
+    reward_chosen = np.take_along_axis(rewards, choices[..., None], axis=-1)[..., 0]
+    reward_tensor = torch.as_tensor(reward_chosen.T.copy(), dtype=torch.float32).unsqueeze(-1)
+    all_rewards = torch.as_tensor(rewards.transpose(1, 0, 2).copy(), dtype=torch.float32)
+    trials = [
+        {"reward": reward_tensor[t], "rewards": all_rewards[t]} for t in range(n_trials)
+    ]
+    if participants is None:
+        participants = np.zeros(n_sessions, dtype=np.int64)
+    targets = torch.full_like(choice_tensor, IGNORE)
+    return Batch(trials, chosen, targets, torch.as_tensor(participants, dtype=torch.long))
+
+
+def record_modules(net: BaseRNN, batch: Batch) -> dict[str, dict[str, np.ndarray]]:
+    """Run ``net`` on ``batch`` and return, per learnable module, float64 arrays
+    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k) and ``participant`` (n,)."""
+    net.eval()
+    net.start_recording()
+    try:
+        with torch.no_grad():
+            net(batch.trials, batch.chosen, batch.participants)
+    finally:
+        recordings = net.stop_recording()
+    arrays = {}
+    for name, record in recordings.items():
+        before = torch.cat(record.before).double().numpy()
+        inputs = torch.cat(record.inputs).double().numpy()
+        arrays[name] = {
+            "before": before,
+            "after": torch.cat(record.after).double().numpy(),
+            "inputs": inputs.reshape(len(before), len(net.modules[name].inputs)),
+            "participant": torch.cat(record.participant).numpy(),
+        }
+    return arrays
+
+
+def fit_module(
+    name: str,
+    spec: ModuleSpec,
+    before: np.ndarray,
+    after: np.ndarray,
+    inputs: np.ndarray,
+) -> list[DiscoveredEquation]:
+    """Candidate sparse equations of one module from its recorded samples.
+
+    The first candidates come from ``pysindy.DiscreteSINDy`` with a polynomial library
+    over the module's state and inputs and the sequentially thresholded least squares
+    optimizer (STLSQ) at the module's threshold. For libraries of at most
+    ``MAX_SUBSET_TERMS`` terms, the best least-squares equation of each size (the subset
+    of library terms with the smallest error, among those whose coefficients all reach
+    the threshold) follows, so that a caller can choose
+    among sizes by how well the equations predict choices. The STLSQ equation is first.
+
+    Powers of binary inputs (0/1 only) are folded into the input itself, and
+    coefficients within the threshold of 1 are set to 1, as SPICE does.
+    """
+    features = [spec.target, *spec.inputs]
+    library = ps.PolynomialLibrary(degree=spec.degree, include_bias=True)
+    model = ps.DiscreteSINDy(
+        optimizer=ps.STLSQ(threshold=spec.threshold, alpha=1e-3), feature_library=library
+    )
+    model.fit(
+        before[:, None],
+        t=1,
+        x_next=after[:, None],
+        u=inputs if inputs.shape[1] else None,
+        feature_names=features,
+    )
+    binary = set(spec.binary_inputs) | {
+        f for f, column in zip(features[1:], inputs.T, strict=True) if _is_binary(column)
+    }
+    terms = [
+        tuple((f, 1 if f in binary else int(p)) for f, p in zip(features, powers, strict=True) if p)
+        for powers in library.powers_
+    ]
+    # A binary input equals its own powers, so r and r^2 are one column whose weight the
+    # regression may split: fold such terms together.
+    merged: dict[Powers, float] = {}
+    for coefficient, term in zip(model.coefficients()[0], terms, strict=True):
+        merged[term] = merged.get(term, 0.0) + float(coefficient)
+    candidates = [_equation(name, spec, merged.items(), len(before))]
+
+    unique = list(dict.fromkeys(terms))
+    if len(unique) <= MAX_SUBSET_TERMS:
+        matrix = np.asarray(library.transform(np.column_stack([before, inputs])))
+        columns = matrix[:, [terms.index(t) for t in unique]]
+        for size in range(1, len(unique) + 1):
+            best_error, best = np.inf, None
+            for subset in itertools.combinations(range(len(unique)), size):
+                coefficients, *_ = np.linalg.lstsq(columns[:, list(subset)], after, rcond=None)
+                error = float(np.sum((columns[:, list(subset)] @ coefficients - after) ** 2))
+                if error < best_error and np.abs(coefficients).min() >= spec.threshold:
+                    best_error, best = error, zip((unique[i] for i in subset), coefficients)
+            if best is not None:
+                candidates.append(_equation(name, spec, best, len(before)))
+    return list({c.terms: c for c in candidates}.values())
+
+
+MAX_SUBSET_TERMS = 10
+
+
+def _equation(
+    name: str, spec: ModuleSpec, terms: Iterable[tuple[Powers, float]], n_samples: int
+) -> DiscoveredEquation:
+    kept = []
+    for term, coefficient in terms:
+        coefficient = float(coefficient)
+        if coefficient == 0:
+            continue
+        if abs(coefficient - 1) < spec.threshold:
+            coefficient = 1.0
+        kept.append((coefficient, term))
+    return DiscoveredEquation(name, spec.target, tuple(kept), n_samples)
+
+
+def _is_binary(values: np.ndarray) -> bool:
+    return bool(np.isin(values, (0.0, 1.0)).all())

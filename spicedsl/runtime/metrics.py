@@ -1,0 +1,39 @@
+"""How well a network predicts choices: NLL, accuracy, AIC and BIC."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spicedsl.runtime.batch import IGNORE, Batch
+from spicedsl.runtime.network import BaseRNN
+
+
+def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float]:
+    """Per-trial metrics of ``net`` on ``batch``.
+
+    Every trial from the second of its session on is predicted from the trials before
+    it. ``nll_per_trial`` is the mean negative log-likelihood of those choices;
+    ``aic = 2 k + 2 NLL`` and ``bic = k ln(n) + 2 NLL`` with the summed NLL, ``k =
+    n_params`` and ``n = n_trials``.
+    """
+    net.eval()
+    with torch.no_grad():
+        logits = net(batch.trials, batch.chosen, batch.participants)
+    valid = batch.targets != IGNORE
+    log_p = torch.log_softmax(logits.double(), dim=-1)
+    picked = log_p.gather(-1, batch.targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    n = int(valid.sum())
+    if n == 0:
+        raise ValueError("no trial to predict: every session has a single trial")
+    total = float(-picked[valid].sum())
+    correct = int((logits.argmax(-1) == batch.targets)[valid].sum())
+    return {
+        "nll_per_trial": total / n,
+        "accuracy": correct / n,
+        "n_trials": n,
+        "n_params": n_params,
+        "aic": 2 * n_params + 2 * total,
+        "bic": n_params * math.log(n) + 2 * total,
+    }

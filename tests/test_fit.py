@@ -1,0 +1,202 @@
+"""spicedsl fit: training, equation discovery, fitted model files and their round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spicedsl import api
+from spicedsl.errors import DataError, FitError, SpiceError
+from spicedsl.fitting import FitResult, load_weights, select_equations
+from spicedsl.frontend import checked_program, read_source
+from spicedsl.runtime.equations import DiscoveredEquation, fit_module
+from spicedsl.runtime.network import BaseRNN, ModuleSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+QUICK = {"epochs": 15, "sindy_sessions": 2, "sindy_trials": 100}
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    dataset, _ = api.simulate(EXAMPLES / "q_learning.spice", 30, 40, seed=4)
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def quick_fit(small_data) -> FitResult:
+    return api.fit(EXAMPLES / "learning_rate.spice", small_data, progress=False, **QUICK)
+
+
+def spec(inputs=(), threshold=0.05, degree=1) -> ModuleSpec:
+    return ModuleSpec("v", "all", tuple(inputs), (), None, degree, threshold, False, 1)
+
+
+def test_fit_module_recovers_a_linear_map():
+    rng = np.random.default_rng(0)
+    before = rng.random(500)
+    after = 0.1 + 0.8 * before
+    first = fit_module("m", spec(), before, after, np.zeros((500, 0)))[0]
+    assert [powers for _, powers in first.terms] == [(), (("v", 1),)]
+    np.testing.assert_allclose([c for c, _ in first.terms], [0.1, 0.8], atol=1e-6)
+
+
+def test_binary_powers_are_folded_into_the_input():
+    rng = np.random.default_rng(1)
+    before, reward = rng.random(400), rng.integers(0, 2, 400).astype(float)
+    after = 0.3 * reward + 0.5 * before
+    candidates = fit_module("m", spec(["r"], degree=2), before, after, reward[:, None])
+    for candidate in candidates:
+        assert all(dict(powers).get("r", 0) <= 1 for _, powers in candidate.terms)
+    best = min(candidates, key=lambda c: (c.n_coefficients < 2, c.n_coefficients))
+    assert dict((p, c) for c, p in best.terms) == pytest.approx(
+        {(("r", 1),): 0.3, (("v", 1),): 0.5}, abs=1e-6
+    )
+
+
+def test_select_equations_keeps_what_the_score_prefers():
+    def equation(n: int) -> DiscoveredEquation:
+        return DiscoveredEquation("m", "v", tuple((1.0, (("v", i),)) for i in range(n)), 10)
+
+    candidates = {"a": [equation(3), equation(1)], "b": [equation(2), equation(1)]}
+    chosen = select_equations(candidates, lambda eqs: sum(e.n_coefficients for e in eqs.values()))
+    assert chosen["a"].n_coefficients == 1 and chosen["b"].n_coefficients == 1
+
+
+def test_fit_finds_an_equation_for_every_learnable_module(quick_fit):
+    assert set(quick_fit.equations) == {"x_learning_rate_reward", "x_value_reward_not_chosen"}
+    assert "learn(" not in quick_fit.fitted_text
+    assert "param beta_value > 0 = " in quick_fit.fitted_text
+
+
+def test_fitted_model_checks_and_evaluates_to_the_reported_nll(quick_fit, small_data):
+    checked_program(read_source(quick_fit.fitted_text))
+    metrics = api.evaluate(quick_fit.fitted_text, small_data)
+    reported = quick_fit.metrics["equations"]["train"]
+    assert metrics["nll_per_trial"] == pytest.approx(reported["nll_per_trial"], abs=1e-6)
+    assert metrics["n_params"] == reported["n_params"]
+
+
+def test_fitted_model_keeps_the_comments(quick_fit):
+    assert "# learnable: a network during training" in quick_fit.fitted_text
+
+
+def test_refitting_a_fully_specified_model_changes_nothing(small_data):
+    result = api.fit(EXAMPLES / "q_learning.spice", small_data, progress=False, **QUICK)
+    assert result.log.stopped == "nothing to train"
+    assert result.fitted_text == (EXAMPLES / "q_learning.spice").read_text()
+
+
+def test_save_writes_results_that_load_without_pickle(quick_fit, tmp_path, small_data):
+    out = quick_fit.save(tmp_path / "out")
+    assert sorted(p.name for p in out.iterdir()) == ["fitted.spice", "network.npz", "report.json"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"]["equations"]["train"]["nll_per_trial"] > 0
+    assert set(report["versions"]) >= {"spicedsl", "torch", "pysindy"}
+    fresh = api.load_model(EXAMPLES / "learning_rate.spice")
+    load_weights(fresh, out / "network.npz")
+    for name, value in quick_fit.network.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[name], value)
+
+
+def test_save_refuses_a_non_empty_folder(quick_fit, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(SpiceError, match="not empty"):
+        quick_fit.save(tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_diverging_fit_names_where_it_broke(small_data):
+    exploding = (
+        "model boom\nstate x = 1\ncontrol c_reward = data.reward\n"
+        "module grow updates x when chosen\n    grow = x * exp(w)\n"
+        "module rest updates x when not chosen\n    learn()\n"
+        "param w init 60\nlogits = x\n"
+    )
+    with pytest.raises(FitError, match="diverged at epoch 1: .*(module|param) '"):
+        api.fit(exploding, small_data, progress=False, **QUICK)
+
+
+def test_a_param_pushed_onto_its_bound_stays_printable(small_data):
+    result = api.fit(
+        EXAMPLES / "learning_rate.spice", small_data, progress=False, epochs=30,
+        learning_rate=1e12, sindy_sessions=1, sindy_trials=50,
+    )
+    checked_program(read_source(result.fitted_text))
+
+
+def test_interrupted_training_still_gives_a_result(small_data, monkeypatch):
+    calls = {"n": 0}
+    original = BaseRNN.forward
+
+    def interrupt_on_third_epoch(self, *args, **kwargs):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BaseRNN, "forward", interrupt_on_third_epoch)
+    result = api.fit(EXAMPLES / "learning_rate.spice", small_data, progress=False, **QUICK)
+    assert result.log.stopped == "interrupted"
+    assert len(result.log.train_loss) == 2
+    checked_program(read_source(result.fitted_text))
+
+
+def test_action_count_mismatch_is_a_clear_error(small_data):
+    model = (EXAMPLES / "learning_rate.spice").read_text().replace(
+        "model learning_rate", "model learning_rate\nactions 3"
+    )
+    with pytest.raises(DataError, match="the model has 3 actions but the data has 2"):
+        api.fit(model, small_data, progress=False, **QUICK)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "spicedsl.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def test_cli_fit_prints_a_model_and_writes_the_folder(tmp_path, small_data):
+    data = tmp_path / "data.csv"
+    small_data.to_csv(data)
+    quick = ["--epochs", "5", "--sindy-sessions", "1", "--sindy-trials", "50", "-q"]
+    out = tmp_path / "out"
+    done = run_cli("fit", "examples/learning_rate.spice", str(data), "-o", str(out), *quick)
+    assert done.returncode == 0, done.stderr
+    checked_program(read_source(done.stdout))
+    assert (out / "fitted.spice").read_text() in done.stdout
+    again = run_cli("fit", "examples/learning_rate.spice", str(data), "-o", str(out), *quick)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    assert "Traceback" not in again.stderr
+    evaluated = run_cli("evaluate", str(out / "fitted.spice"), str(data), "--json")
+    report = json.loads((out / "report.json").read_text())
+    nll = json.loads(evaluated.stdout)["nll_per_trial"]
+    assert nll == pytest.approx(report["metrics"]["equations"]["train"]["nll_per_trial"], abs=1e-6)
+
+
+def test_cli_fit_reports_a_missing_input_column(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("session,choice,reward\n1,0,1\n1,1,0\n")
+    model = tmp_path / "cue.spice"
+    model.write_text(
+        "model cue\nstate x = 0\ncontrol c_cue = data.cue\n"
+        "module m updates x when chosen\n    learn(c_cue)\nparam b > 0\nlogits = b * x\n"
+    )
+    done = run_cli("fit", str(model), str(data))
+    assert done.returncode == 1
+    assert "the model reads data.cue but the file has no column 'cue'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_evaluate_json_has_the_documented_keys():
+    done = run_cli("evaluate", "examples/q_learning.spice", "examples/data/q_learning.csv", "--json")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert set(metrics) >= {"nll_per_trial", "accuracy", "n_trials", "n_params", "aic", "bic"}
+    assert metrics["n_trials"] == 100 * 99
