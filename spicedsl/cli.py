@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA")
     fit.add_argument("-o", "--output", metavar="OUTDIR", help="write fitted.spice, report.json")
     fit.add_argument("--overwrite", action="store_true", help="reuse a non-empty OUTDIR")
-    fit.add_argument("--validation", type=float, default=0.0, help="held-out session fraction")
+    fit.add_argument(
+        "--validation", type=float, default=0.2, help="held-out session fraction (0.2)"
+    )
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     fit.add_argument("--digits", type=int, default=4, help="significant digits printed (4)")

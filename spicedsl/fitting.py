@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.errors import DataError, FitError
 from spicedsl.files import new_output_dir, write_atomic
-from spicedsl.fitted import fitted_program
+from spicedsl.fitted import fitted_program, refit_program
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.batch import Batch, make_batch
@@ -30,7 +31,7 @@ from spicedsl.runtime.equations import (
 )
 from spicedsl.runtime.metrics import choice_metrics
 from spicedsl.runtime.network import BaseRNN
-from spicedsl.runtime.train import TrainingLog, train_network
+from spicedsl.runtime.train import TrainingLog, refit_params, train_network
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import OPTIONS, FitSettings
 
@@ -112,6 +113,20 @@ class FitResult:
         return out
 
 
+# Refit coefficients or params beyond this size mean the refit diverged.
+MAX_COEFFICIENT = 1e4
+
+
+@dataclass(frozen=True)
+class Refit:
+    """An equation model with its coefficients and params refit to the choices."""
+
+    equations: dict[str, DiscoveredEquation]
+    params: dict[str, float]
+    text: str
+    bic: float
+
+
 def save_weights(net: BaseRNN, path: Path) -> None:
     """Network weights as a plain ``.npz`` archive (no pickle)."""
     import io
@@ -132,7 +147,7 @@ def fit(
     model: str | Path,
     data: Dataset,
     *,
-    validation: float = 0.0,
+    validation: float = 0.2,
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
@@ -148,8 +163,9 @@ def fit(
     data : Dataset
         From :func:`spicedsl.runtime.data.load_dataset`.
     validation : float
-        Fraction of sessions held out from training, for validation metrics and for
-        choosing the best epoch.
+        Fraction of sessions held out from training (0.2 by default). They choose the
+        best epoch and, among the candidate equations, the ones whose equation model
+        predicts their choices best (by BIC); they also give the validation metrics.
     seed : int
         Seeds every random draw; the same seed gives the same result.
     threads : int
@@ -190,21 +206,44 @@ def fit(
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    params = fitted_param_values(net, model_ir)
+    network_params = fitted_param_values(net, model_ir)
     candidates = equation_candidates(net, model_ir, fit_settings, rng, n_participants)
 
-    def fitted(equations: dict[str, DiscoveredEquation]) -> tuple[str, ir.Model]:
-        text = format_program(fitted_program(program, equations, params, digits), source.text)
-        return text, load_ir(text)
+    def fitted_text_of(equations: dict[str, DiscoveredEquation], values: dict[str, float]) -> str:
+        return format_program(fitted_program(program, equations, values, digits), source.text)
 
-    def train_bic(equations: dict[str, DiscoveredEquation]) -> float:
-        fitted_ir = fitted(equations)[1]
-        equation_net = network_class(fitted_ir)(n_actions, n_participants)
-        return choice_metrics(equation_net, train, count_free_parameters(fitted_ir))["bic"]
+    def refit(equations: dict[str, DiscoveredEquation]) -> Refit:
+        """Refit every coefficient and param of the equation model to the training choices."""
+        refit_ast, coefficient_params = refit_program(program, equations, network_params)
+        refit_ir = lower(refit_ast, source)
+        equation_net = network_class(refit_ir)(n_actions, n_participants)
+        refit_params(equation_net, train)
+        values = fitted_param_values(equation_net, refit_ir)
+        if not all(abs(v) < MAX_COEFFICIENT for v in values.values()):
+            # L-BFGS left the stable region: keep the candidate as the network gave it.
+            text = fitted_text_of(equations, network_params)
+            return Refit(equations, network_params, text, math.inf)
+        refitted = {name: list(eq.terms) for name, eq in equations.items()}
+        for param, (module, index) in coefficient_params.items():
+            refitted[module][index] = (values.pop(param), refitted[module][index][1])
+        equations = {
+            name: replace(eq, terms=tuple(refitted[name])) for name, eq in equations.items()
+        }
+        text = fitted_text_of(equations, values)
+        fixed_ir = load_ir(text)
+        fixed_net = network_class(fixed_ir)(n_actions, n_participants)
+        bic = choice_metrics(fixed_net, train, count_free_parameters(fixed_ir))["bic"]
+        if any(
+            abs(c) < net.modules[name].threshold for name, eq in equations.items() for c, _ in eq.terms
+        ):
+            bic = math.inf  # a term too small to keep: a sparser candidate says the same
+        return Refit(equations, values, text, bic)
 
-    discovered = select_equations(candidates, train_bic)
+    chosen = select_equations(candidates, lambda equations: refit(equations).bic)
+    final = refit(chosen)
+    discovered, params, fitted_text = final.equations, final.params, final.text
     timings["equations_s"] = time.perf_counter() - start
-    fitted_text, fitted_ir = fitted(discovered)
+    fitted_ir = load_ir(fitted_text)
     equation_net = network_class(fitted_ir)(n_actions, n_participants)
 
     splits = {"train": train, **({"validation": held_out} if held_out is not None else {})}
@@ -267,7 +306,8 @@ def select_equations(
     candidates: dict[str, list[DiscoveredEquation]],
     score: Callable[[dict[str, DiscoveredEquation]], float],
 ) -> dict[str, DiscoveredEquation]:
-    """One equation per module, by coordinate descent on ``score`` (lower is better).
+    """One equation per module, by coordinate descent on ``score`` (lower is better; ties
+    keep the earlier candidate).
 
     Starts from each module's first candidate; then, module by module, keeps the
     candidate whose equation model scores best with the other modules' choices fixed.
@@ -338,7 +378,10 @@ def _split(
     order = rng.permutation(n)
     n_held = int(round(fraction * n))
     if fraction and (n_held == 0 or n_held == n):
-        raise FitError(f"cannot hold out {fraction:g} of {n} sessions")
+        raise FitError(
+            f"cannot hold out {fraction:g} of {n} sessions for validation; "
+            "pass --validation 0 to use them all for training"
+        )
     return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 

@@ -226,6 +226,8 @@ def polynomial(terms: Sequence[tuple[float, dict[str, int]]]) -> ast.Expr:
 
     >>> format_expr(polynomial([(0.1, {}), (0.8, {"v": 1}), (-0.25, {"v": 1, "r": 2})]))
     '0.1 + 0.8 * v - 0.25 * v * r ^ 2'
+    >>> format_expr(polynomial([(-1.0, {"v": 2}), (-0.5, {})]))
+    '-v ^ 2 - 0.5'
     """
     result: ast.Expr | None = None
     for coefficient, powers in terms:
@@ -237,11 +239,13 @@ def polynomial(terms: Sequence[tuple[float, dict[str, int]]]) -> ast.Expr:
             if power != 1:
                 factor = ast.BinOp("^", factor, ast.Number(float(power)))
             factors.append(factor)
+        if result is None and coefficient < 0:
+            factors[0] = ast.Neg(factors[0])
         term = factors[0]
         for factor in factors[1:]:
             term = ast.BinOp("*", term, factor)
         if result is None:
-            result = ast.Neg(term) if coefficient < 0 else term
+            result = term
         else:
             result = ast.BinOp("-" if coefficient < 0 else "+", result, term)
     return result if result is not None else ast.Number(0.0)

@@ -41,7 +41,7 @@ class FitSettings:
     """Defaults of ``spicedsl fit``; each can be set in the model file and on the CLI."""
 
     epochs: int = 1024
-    learning_rate: float = 0.01
+    learning_rate: float = 0.03
     weight_decay: float = 1e-4
     hidden_size: int = 8
     dropout: float = 0.0

@@ -20,7 +20,7 @@ from spicedsl.runtime.network import BaseRNN, ModuleSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-QUICK = {"epochs": 15, "sindy_sessions": 2, "sindy_trials": 100}
+QUICK = {"epochs": 15, "sindy_sessions": 2, "sindy_trials": 100, "validation": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_diverging_fit_names_where_it_broke(small_data):
 def test_a_param_pushed_onto_its_bound_stays_printable(small_data):
     result = api.fit(
         EXAMPLES / "learning_rate.spice", small_data, progress=False, epochs=30,
-        learning_rate=1e12, sindy_sessions=1, sindy_trials=50,
+        learning_rate=1e12, sindy_sessions=1, sindy_trials=50, validation=0.0,
     )
     checked_program(read_source(result.fitted_text))
 
@@ -166,6 +166,7 @@ def test_cli_fit_prints_a_model_and_writes_the_folder(tmp_path, small_data):
     data = tmp_path / "data.csv"
     small_data.to_csv(data)
     quick = ["--epochs", "5", "--sindy-sessions", "1", "--sindy-trials", "50", "-q"]
+    quick += ["--validation", "0"]
     out = tmp_path / "out"
     done = run_cli("fit", "examples/learning_rate.spice", str(data), "-o", str(out), *quick)
     assert done.returncode == 0, done.stderr

@@ -8,7 +8,9 @@ lower to IR).
 
 from __future__ import annotations
 
+import operator
 import re
+import string
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,10 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 # --- strategies ---------------------------------------------------------------------------
 
-name_ids = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,7}\Z").filter(lambda s: s not in KEYWORDS)
+FIRST = string.ascii_letters + "_"
+name_ids = st.builds(
+    operator.add, st.sampled_from(FIRST), st.text(FIRST + string.digits, max_size=7)
+).filter(lambda s: s not in KEYWORDS)
 names = name_ids.map(ast.Name)
 unsigned = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False)
 signed = st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False)
@@ -114,18 +119,21 @@ statements = st.one_of(
 programs = st.lists(statements, max_size=8).map(lambda s: ast.Program(tuple(s)))
 
 
-def valid_expressions(readable: list[str]) -> st.SearchStrategy[ast.Expr]:
-    """Expressions over ``readable`` names that call only known functions, rightly."""
+def _slot_expressions() -> st.SearchStrategy[ast.Expr]:
+    """Valid expressions whose names are slots ``_0`` ... ``_7``, filled in by
+    :func:`fill_slots`: one strategy serves every model, so hypothesis builds it once."""
     leaves = st.one_of(
-        st.sampled_from(readable).map(ast.Name),
+        st.integers(0, 7).map(lambda i: ast.Name(f"_{i}")),
         st.integers(0, 10).map(float).map(ast.Number),
         st.floats(0, 10).map(ast.Number),
     )
 
     def extend(inner):
+        # sympy cannot lower a constant clip(...) inside min or max (see test_language).
+        first = {"clip": inner.filter(ast.names_in)}
         calls = [
-            st.lists(inner, min_size=f.arity, max_size=f.arity).map(
-                lambda args, f=f: ast.Call(ast.Name(f.name), tuple(args))
+            st.tuples(first.get(f.name, inner), *[inner] * (f.arity - 1)).map(
+                lambda args, f=f: ast.Call(ast.Name(f.name), args)
             )
             for f in FUNCTIONS.values()
         ]
@@ -138,6 +146,22 @@ def valid_expressions(readable: list[str]) -> st.SearchStrategy[ast.Expr]:
         )
 
     return st.recursive(leaves, extend, max_leaves=8)
+
+
+slot_expressions = _slot_expressions()
+
+
+def fill_slots(expr: ast.Expr, names: list[str]) -> ast.Expr:
+    """``expr`` with each slot ``_i`` replaced by ``names[i % len(names)]``."""
+    if isinstance(expr, ast.Name):
+        return ast.Name(names[int(expr.id[1:]) % len(names)])
+    if isinstance(expr, ast.Neg):
+        return ast.Neg(fill_slots(expr.operand, names))
+    if isinstance(expr, ast.BinOp):
+        return ast.BinOp(expr.op, fill_slots(expr.left, names), fill_slots(expr.right, names))
+    if isinstance(expr, ast.Call):
+        return ast.Call(expr.func, tuple(fill_slots(a, names) for a in expr.args))
+    return expr
 
 
 @st.composite
@@ -171,7 +195,7 @@ FILTER_SCHEMES = [
 def valid_models(draw) -> ast.Program:
     """A model that the checker accepts: every name declared once and used rightly,
     filters that never overlap, modules that read no state updated after them."""
-    pool = draw(st.lists(name_ids, min_size=12, max_size=12, unique=True))
+    pool = draw(st.lists(name_ids, min_size=16, max_size=16, unique=True))
     n_states, n_controls, n_params = draw(st.integers(1, 3)), draw(st.integers(0, 2)), 2
     states, pool = pool[:n_states], pool[n_states:]
     controls, pool = pool[:n_controls], pool[n_controls:]
@@ -221,7 +245,7 @@ def valid_models(draw) -> ast.Program:
             learnable.append(name)
         else:
             readable = earlier_states + controls + param_names
-            body = ast.Equation(ast.Name(name), draw(valid_expressions(readable)))
+            body = ast.Equation(ast.Name(name), fill_slots(draw(slot_expressions), readable))
         out.append(ast.ModuleDecl(ast.Name(name), ast.Name(target), trial_filter, body))
 
     for p in param_names:
@@ -229,9 +253,10 @@ def valid_models(draw) -> ast.Program:
             draw(st.lists(st.integers(-10, 10), min_size=2, max_size=2, unique=True))
         )
         lower, upper = draw(st.sampled_from([(low, high), (low, None), (None, high), (None, None)]))
-        middle = (
-            (low + high) / 2 if lower is not None and upper is not None else low if upper else high
-        )
+        if lower is not None and upper is not None:
+            middle = (low + high) / 2
+        else:
+            middle = low + 1 if lower is not None else high - 1
         value = draw(st.none() | st.just(ast.Number(float(middle))))
         out.append(
             ast.ParamDecl(
@@ -243,7 +268,8 @@ def valid_models(draw) -> ast.Program:
                 fixed=value is not None and draw(st.booleans()),
             )
         )
-    out.append(ast.LogitsDecl(draw(valid_expressions(states + controls + param_names))))
+    readable = states + controls + param_names
+    out.append(ast.LogitsDecl(fill_slots(draw(slot_expressions), readable)))
     if draw(st.booleans()):
         targets = draw(st.lists(st.sampled_from(learnable + param_names), unique=True))
         dropout = draw(st.none() | st.floats(0, 0.99).map(ast.Number))
@@ -253,7 +279,17 @@ def valid_models(draw) -> ast.Program:
     options = draw(fit_options())
     if options:
         out.append(ast.FitDecl(tuple(options)))
-    return ast.Program(tuple(draw(st.permutations(out))) if draw(st.booleans()) else tuple(out))
+    if draw(st.booleans()):
+        # Declarations may come in any order; modules keep theirs, which is their run order.
+        shuffled = iter(draw(st.permutations([s for s in out if not _is_module(s)])))
+        modules = iter([s for s in out if _is_module(s)])
+        order = draw(st.permutations([_is_module(s) for s in out]))
+        out = [next(modules) if is_module else next(shuffled) for is_module in order]
+    return ast.Program(tuple(out))
+
+
+def _is_module(statement: ast.Statement) -> bool:
+    return isinstance(statement, ast.ModuleDecl)
 
 
 # --- properties ---------------------------------------------------------------------------
@@ -299,7 +335,7 @@ COMMENT_TEXT = st.text(
 @st.composite
 def commented_texts(draw) -> str:
     """A canonical model text with comments added at line ends and on lines of their own."""
-    lines = format_program(draw(valid_models())).splitlines()
+    lines = format_program(draw(valid_models())).split("\n")[:-1]
     commented = []
     for line in lines:
         if draw(st.integers(0, 4)) == 0:
@@ -342,8 +378,8 @@ def test_examples_are_canonical(path: Path) -> None:
             "logits = x + x + x  # one\n# two\n# three\nparam b\n",
         ),
         (
-            "model m\nmodule u updates x when chosen  # head\n    # inside\n\n    learn()  # body\n",
-            "model m\nmodule u updates x when chosen  # head\n    # inside\n    learn()  # body\n",
+            "model m\nmodule u updates x when chosen  # head\n    # in\n\n    learn()  # body\n",
+            "model m\nmodule u updates x when chosen  # head\n    # in\n    learn()  # body\n",
         ),
         (
             "model m\r\n\r\n\r\nstate x=0  # crlf \r\n",

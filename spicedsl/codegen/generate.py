@@ -123,10 +123,10 @@ def _module_setup(model: ir.Model, module: ir.LearnedModule) -> dict[str, object
 
 
 class _TrialWriter:
-    """Writes the statements of the generated ``trial`` method, in model order.
+    """Writes the statements of the generated ``trial`` method.
 
-    Params and controls come first, and only those that a module, a trial filter or the
-    logits read; then one statement per module; then the logits.
+    First the params and controls that a module, a trial filter or the logits read;
+    then one statement per module, in the order of the model file; then the logits.
     """
 
     def __init__(self, model: ir.Model, names: dict[str, str]) -> None:
@@ -200,9 +200,12 @@ class _TrialWriter:
 
 
 def _call(target: str, function: str, args: list[str]) -> str:
-    """``target = function(args)``, with the arguments on a line of their own if long."""
+    """``target = function(args)`` in the ``trial`` method, wrapped as ruff formats calls:
+    the arguments on a line of their own, or one argument a line, when too long."""
     arguments = ", ".join(args)
     code = f"{target} = {function}({arguments})"
     if _INDENT + len(code) <= _LINE_LENGTH:
         return code
-    return f"{target} = {function}(\n    {arguments}\n)"
+    if _INDENT + 4 + len(arguments) <= _LINE_LENGTH:
+        return f"{target} = {function}(\n    {arguments}\n)"
+    return f"{target} = {function}(\n" + "".join(f"    {arg},\n" for arg in args) + ")"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keyword
+import math
 
 import sympy
 from sympy.printing.pycode import AbstractPythonCodePrinter
@@ -12,6 +13,10 @@ from spicedsl.semantics.functions import FUNCTIONS
 # Functions printed as a plain call of their torch spelling. sqrt is printed with
 # powers, min, max and clip by methods of their own.
 _CALLS = {f.sympy: f.torch for f in FUNCTIONS.values() if f.name not in ("min", "max", "clip")}
+
+# Integers from here on are printed as floats: torch takes a Python int only if it fits
+# in 64 bits, and the computation is in floating point anyway.
+_EXACT = 2**53
 
 # Names the generated ``trial`` method uses itself, and names Python will not let it
 # assign; model names that clash get a suffix.
@@ -48,6 +53,8 @@ def number_text(value: sympy.Expr) -> str:
 
     >>> number_text(sympy.log(2)), number_text(sympy.oo), number_text(sympy.sqrt(-1))
     ('0.6931471805599453', 'torch.inf', 'torch.nan')
+    >>> number_text(sympy.Integer(10) ** 400)
+    'torch.inf'
     """
     exact = value.rewrite(sympy.Min).rewrite(sympy.exp)
     if exact in (sympy.oo, -sympy.oo):
@@ -55,7 +62,18 @@ def number_text(value: sympy.Expr) -> str:
     number = sympy.N(exact, 30)
     if not (number.is_real and number.is_finite):
         return "torch.nan"
-    return repr(float(number))
+    return _float_text(float(number))
+
+
+def _float_text(value: float) -> str:
+    if math.isinf(value):
+        return "torch.inf" if value > 0 else "-torch.inf"
+    return repr(value)
+
+
+def _is_exact_in_python(expr: sympy.Expr) -> bool:
+    """True for a rational that prints as Python ints torch accepts (as ``p`` or ``p/q``)."""
+    return expr.is_Rational and abs(expr.p) < _EXACT and expr.q < _EXACT
 
 
 class ModelTorchPrinter(AbstractPythonCodePrinter):
@@ -77,15 +95,12 @@ class ModelTorchPrinter(AbstractPythonCodePrinter):
         return self._print(expr)
 
     def _print(self, expr, **kwargs) -> str:
-        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational:
+        if isinstance(expr, sympy.Expr) and expr.is_number and not _is_exact_in_python(expr):
             return number_text(expr)
         return super()._print(expr, **kwargs)
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:  # noqa: N802 - sympy's naming
         return self.names[expr.name]
-
-    def _print_Float(self, expr: sympy.Float) -> str:  # noqa: N802 - sympy's naming
-        return repr(float(expr))
 
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:  # noqa: N802
         return self._hprint_Pow(expr, rational=rational, sqrt=FUNCTIONS["sqrt"].torch)

@@ -111,9 +111,9 @@ def fit_module(
     The first candidates come from ``pysindy.DiscreteSINDy`` with a polynomial library
     over the module's state and inputs and the sequentially thresholded least squares
     optimizer (STLSQ) at the module's threshold. For libraries of at most
-    ``MAX_SUBSET_TERMS`` terms, the best least-squares equation of each size (the subset
-    of library terms with the smallest error, among those whose coefficients all reach
-    the threshold) follows, so that a caller can choose
+    ``MAX_SUBSET_TERMS`` terms, the ``SUBSETS_PER_SIZE`` best least-squares equations of
+    each size (the subsets of library terms with the smallest error, among those whose
+    coefficients all reach the threshold) follow, so that a caller can choose
     among sizes by how well the equations predict choices. The STLSQ equation is first.
 
     Powers of binary inputs (0/1 only) are folded into the input itself, and
@@ -150,18 +150,24 @@ def fit_module(
         matrix = np.asarray(library.transform(np.column_stack([before, inputs])))
         columns = matrix[:, [terms.index(t) for t in unique]]
         for size in range(1, len(unique) + 1):
-            best_error, best = np.inf, None
+            fits = []
             for subset in itertools.combinations(range(len(unique)), size):
                 coefficients, *_ = np.linalg.lstsq(columns[:, list(subset)], after, rcond=None)
                 error = float(np.sum((columns[:, list(subset)] @ coefficients - after) ** 2))
-                if error < best_error and np.abs(coefficients).min() >= spec.threshold:
-                    best_error, best = error, zip((unique[i] for i in subset), coefficients)
-            if best is not None:
-                candidates.append(_equation(name, spec, best, len(before)))
+                if np.abs(coefficients).min() >= spec.threshold:
+                    fits.append((error, subset, coefficients))
+            fits.sort(key=lambda fit: fit[0])
+            for _, subset, coefficients in fits[:SUBSETS_PER_SIZE]:
+                terms_found = zip((unique[i] for i in subset), coefficients, strict=True)
+                candidates.append(_equation(name, spec, terms_found, len(before)))
     return list({c.terms: c for c in candidates}.values())
 
 
 MAX_SUBSET_TERMS = 10
+# How many of the best subsets of each size become candidates. More than one, because the
+# network's errors can favour a term (say, the module's own state, nearly constant in the
+# recordings) over the one the choices need (the constant).
+SUBSETS_PER_SIZE = 3
 
 
 def _equation(

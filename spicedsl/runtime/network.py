@@ -214,8 +214,9 @@ class BaseRNN(nn.Module):
     ``data_columns`` and ``embedding_size``/``embedding_dropout``, and implement
     :meth:`trial`.
 
-    During :meth:`forward` the params and the hidden-layer biases of the module networks
-    are computed once, not on every trial: they do not change within a pass.
+    Inside :meth:`running` (so during :meth:`forward`) the params and the hidden-layer
+    biases of the module networks are computed once, not on every trial: they do not
+    change within a pass.
     """
 
     name: str = ""
@@ -260,7 +261,7 @@ class BaseRNN(nn.Module):
         self.recordings: dict[str, Recording] | None = None
         self._embedded: torch.Tensor | None = None
         self._participants: torch.Tensor | None = None
-        # Set only while forward() runs: each param's value and each module's hidden bias.
+        # Set only inside running(): each param's value and each module's hidden bias.
         self._param_values: dict[str, torch.Tensor] | None = None
         self._hidden_biases: dict[str, torch.Tensor] | None = None
 
@@ -304,7 +305,10 @@ class BaseRNN(nn.Module):
         net = self.nets[name]
         # One row of features per (session, action) entry: the value, then the inputs.
         if inputs:
-            columns = [value, *(x.expand_as(value) for x in inputs)]
+            columns = [
+                value,
+                *(x if x.shape == value.shape else x.expand_as(value) for x in inputs),
+            ]
             features = torch.stack(columns, dim=-1).view(-1, len(columns))
         else:
             features = value.reshape(-1, 1)
@@ -312,9 +316,14 @@ class BaseRNN(nn.Module):
             hidden_bias = self._hidden_biases[name]
         else:
             hidden_bias = net.hidden_bias(self._embedded, value.shape[-1])
-        new = value + net(features, hidden_bias).view_as(value)
-        if spec.activation is not None:
-            new = ACTIVATIONS[spec.activation](new)
+        update = net(features, hidden_bias).view_as(value)
+        if spec.activation is None:
+            new = value + update
+        else:
+            # No residual under an activation: squashing value + f would tie the new
+            # value to the old one, so a constant (say, a learning rate) could only be
+            # learnt by f cancelling the value exactly. The value is still an input of f.
+            new = ACTIVATIONS[spec.activation](update)
         if spec.activation not in WITHIN_CLIP:
             # The same as clamp, with a backward pass of one operation instead of several.
             new = nn.functional.hardtanh(new, -CLIP, CLIP)
@@ -337,10 +346,15 @@ class BaseRNN(nn.Module):
     # -- the loop -----------------------------------------------------------------------
     @contextmanager
     def running(self, participants: torch.Tensor) -> Iterator[None]:
-        """Prepare :meth:`trial` calls on sessions of the given (batch,) participants.
+        """Prepare :meth:`trial` calls on sessions of the given participants.
 
         :meth:`forward` runs inside it; a caller that steps through trials itself (such
         as the simulator) wraps its loop in it.
+
+        Parameters
+        ----------
+        participants : torch.Tensor
+            ``(batch,)`` participant index of each session.
         """
         self._participants = participants
         self._embedded = None

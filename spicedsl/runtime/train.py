@@ -137,3 +137,28 @@ def _describe_parameter(name: str) -> str:
     if parts[0] in ("raw_params", "param_embeddings"):
         return f"param '{parts[1]}'"
     return "the participant embedding"
+
+
+def refit_params(net: BaseRNN, batch: Batch, max_iterations: int = 30) -> float:
+    """Fit the learnable params of a network with no learnable module (an equation
+    model) by L-BFGS on the choices; return the final mean NLL.
+
+    With a handful of scalars and no network weights, a quasi-Newton method converges in
+    a few full-batch steps.
+    """
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    if not parameters:
+        return batch_nll(net, batch)
+    optimizer = torch.optim.LBFGS(
+        parameters, lr=1, max_iter=max_iterations, line_search_fn="strong_wolfe"
+    )
+    net.eval()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = choice_nll(net(batch.trials, batch.chosen, batch.participants), batch.targets)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return batch_nll(net, batch)

@@ -41,6 +41,10 @@ _STATEMENT_START = re.compile(
     re.MULTILINE,
 )
 
+# Deeper expressions are refused: the compiler walks trees recursively, and Python's
+# stack holds about a thousand frames.
+MAX_NESTING = 200
+
 # How the parser's terminals read in an error message.
 _TERMINAL_WORDS = {
     "NAME": "a name",
@@ -129,17 +133,43 @@ def parse(text: str, name: str = "<model>") -> ast.Program:
             diagnostics.extend(_keyword_name(tok, start) for tok in _lexed.keyword_names)
         elif tree is None:
             diagnostics.append(syntax_error)
-        if tree is None:
+        if tree is not None:
+            statements.extend(_build(tree, start, diagnostics))
+    if diagnostics:
+        raise ModelError(source, diagnostics)
+    return ast.Program(tuple(statements), tuple(comments))
+
+
+def _build(tree: lark.Tree, offset: int, diagnostics: list[Diagnostic]) -> list[ast.Statement]:
+    """The AST of each statement in a parse tree; problems are added to ``diagnostics``."""
+    built = []
+    for statement in tree.children:
+        if _depth(statement) > MAX_NESTING:
+            span = Span(offset + statement.meta.start_pos, offset + statement.meta.end_pos)
+            message = f"this statement nests expressions more than {MAX_NESTING} levels deep"
+            diagnostics.append(Diagnostic(message, span))
             continue
         try:
-            statements.extend(_ToAst(start).transform(tree).children)
+            built.append(_ToAst(offset).transform(statement))
         except lark.exceptions.VisitError as error:
             if not isinstance(error.orig_exc, _StatementError):
                 raise
             diagnostics.append(error.orig_exc.diagnostic)
-    if diagnostics:
-        raise ModelError(source, diagnostics)
-    return ast.Program(tuple(statements), tuple(comments))
+    return built
+
+
+def _depth(tree: lark.Tree) -> int:
+    """The number of levels of ``tree``, counted without recursion.
+
+    >>> _depth(_lark().parse("logits = -(-(1 + x))"))
+    6
+    """
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
+    return deepest
 
 
 def _statement_chunks(text: str) -> list[tuple[int, int]]:

@@ -68,7 +68,9 @@ class LearningRateModel(BaseRNN):
         x_value_reward = self.learned('x_value_reward_not_chosen', x_value_reward, ~chosen)
         # learning_rate.spice:24
         x_value_reward = torch.where(
-            chosen, x_learning_rate_reward*(c_reward - x_value_reward) + x_value_reward, x_value_reward
+            chosen,
+            x_learning_rate_reward*(c_reward - x_value_reward) + x_value_reward,
+            x_value_reward,
         )
         # learning_rate.spice:28
         logits = beta_value*x_value_reward
