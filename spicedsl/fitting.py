@@ -123,7 +123,6 @@ class Refit:
 
     equations: dict[str, DiscoveredEquation]
     params: dict[str, float]
-    text: str
     bic: float
 
 
@@ -191,8 +190,8 @@ def fit(
 
     train_sessions, validation_sessions = _split(data, validation, rng)
     full = make_batch(data, n_actions)
-    train = full.select(train_sessions)
-    held_out = full.select(validation_sessions) if len(validation_sessions) else None
+    train = full.predicting(train_sessions)
+    held_out = full.predicting(validation_sessions) if len(validation_sessions) else None
 
     n_participants = len(data.participant_ids)
     net = network_class(model_ir)(
@@ -221,27 +220,25 @@ def fit(
         values = fitted_param_values(equation_net, refit_ir)
         if not all(abs(v) < MAX_COEFFICIENT for v in values.values()):
             # L-BFGS left the stable region: keep the candidate as the network gave it.
-            text = fitted_text_of(equations, network_params)
-            return Refit(equations, network_params, text, math.inf)
+            return Refit(equations, network_params, math.inf)
         refitted = {name: list(eq.terms) for name, eq in equations.items()}
         for param, (module, index) in coefficient_params.items():
             refitted[module][index] = (values.pop(param), refitted[module][index][1])
         equations = {
             name: replace(eq, terms=tuple(refitted[name])) for name, eq in equations.items()
         }
-        text = fitted_text_of(equations, values)
-        fixed_ir = load_ir(text)
-        fixed_net = network_class(fixed_ir)(n_actions, n_participants)
-        bic = choice_metrics(fixed_net, train, count_free_parameters(fixed_ir))["bic"]
+        n_free = len(values) + len(coefficient_params)
+        bic = choice_metrics(equation_net, train, n_free)["bic"]
         if any(
-            abs(c) < net.modules[name].threshold for name, eq in equations.items() for c, _ in eq.terms
+            abs(c) < net.module_specs[name].threshold for name, eq in equations.items() for c, _ in eq.terms
         ):
             bic = math.inf  # a term too small to keep: a sparser candidate says the same
-        return Refit(equations, values, text, bic)
+        return Refit(equations, values, bic)
 
     chosen = select_equations(candidates, lambda equations: refit(equations).bic)
     final = refit(chosen)
-    discovered, params, fitted_text = final.equations, final.params, final.text
+    discovered, params = final.equations, final.params
+    fitted_text = fitted_text_of(discovered, params)
     timings["equations_s"] = time.perf_counter() - start
     fitted_ir = load_ir(fitted_text)
     equation_net = network_class(fitted_ir)(n_actions, n_participants)
@@ -293,7 +290,7 @@ def equation_candidates(
     return {
         module.name: fit_module(
             module.name,
-            net.modules[module.name],
+            net.module_specs[module.name],
             recordings[module.name]["before"],
             recordings[module.name]["after"],
             recordings[module.name]["inputs"],

@@ -174,7 +174,10 @@ def _layout(program: ast.Program, text: str) -> str:
     trailing: dict[tuple[int, int], list[ast.Comment]] = {}
     for comment in program.comments if text else ():
         line_start = text.rfind("\n", 0, comment.span.start) + 1
-        if not text[line_start : comment.span.start].strip():
+        before = [i for i, s in enumerate(statements) if s.span.start <= comment.span.start]
+        # A comment after code whose statement is gone (a fitted model drops its
+        # embedding) stays where it was, like a comment on a line of its own.
+        if not text[line_start : comment.span.start].strip() or not before:
             index = next(
                 (i for i, s in enumerate(statements) if s.span.end > comment.span.start),
                 len(statements),
@@ -185,7 +188,7 @@ def _layout(program: ast.Program, text: str) -> str:
             )
             (inner if inside_module else leading)[index].append(comment)
             continue
-        index = max(i for i, s in enumerate(statements) if s.span.start <= comment.span.start)
+        index = before[-1]
         first_line_end = text.find("\n", statements[index].span.start)
         on_first = first_line_end < 0 or comment.span.start < first_line_end
         trailing.setdefault((index, 0 if on_first else -1), []).append(comment)

@@ -45,8 +45,8 @@ class FitSettings:
     weight_decay: float = 1e-4
     hidden_size: int = 8
     dropout: float = 0.0
-    convergence: float = 1e-6
-    patience: int = 100
+    convergence: float = 1e-5
+    patience: int = 50
     degree: int = 1
     threshold: float = 0.05
     sindy_sessions: int = 8

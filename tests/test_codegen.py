@@ -197,7 +197,7 @@ def test_gradients_reach_every_learnable_part(name: str) -> None:
     assert torch.isfinite(loss)
     parameters = dict(net.named_parameters())
     learnable = [p for p, spec in net.params.items() if not spec.fixed]
-    assert set(net.nets) == set(net.modules)
+    assert set(net.nets) == set(net.module_specs)
     assert {f"raw_params.{p}" for p in learnable} <= set(parameters)
     if not parameters:
         assert name == "q_learning"
@@ -320,8 +320,8 @@ def test_expressions_compute_what_they_say(expression: str) -> None:
 def test_learning_rate_model_has_the_structure_of_the_seed() -> None:
     net = load_model(EXAMPLES / "learning_rate.spice")
     assert net.states == {"x_value_reward": 0.5, "x_learning_rate_reward": 0.0}
-    lr, forget = net.modules["x_learning_rate_reward"], net.modules["x_value_reward_not_chosen"]
-    assert set(net.modules) == {"x_learning_rate_reward", "x_value_reward_not_chosen"}
+    lr, forget = net.module_specs["x_learning_rate_reward"], net.module_specs["x_value_reward_not_chosen"]
+    assert set(net.module_specs) == {"x_learning_rate_reward", "x_value_reward_not_chosen"}
     assert (lr.target, lr.inputs, lr.filter, lr.activation) == (
         "x_learning_rate_reward",
         ("c_reward", "c_value_reward"),
@@ -422,7 +422,7 @@ def test_hostile_file_name_cannot_inject_code(tmp_path: Path) -> None:
     assert [type(node) for node in tree.body] == [ast.Expr, ast.ImportFrom, ast.ClassDef]
     assert len(code.splitlines()) == len(compile_model(EXAMPLES / "forgetting.spice").splitlines())
     net = network_class(load_ir(path))(2)
-    assert set(net.modules) == {"x_value_reward_chosen", "x_value_reward_not_chosen"}
+    assert set(net.module_specs) == {"x_value_reward_chosen", "x_value_reward_not_chosen"}
 
 
 def foreign_text(code: str, source_name: str) -> list[str]:

@@ -512,14 +512,16 @@ def test_to_sympy_builds_nodes_without_parsing_text() -> None:
     assert to_sympy(Number(0.25)) == sympy.Float(0.25)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lowering bug outside the front end: sympy's Max cannot compare the "
-    "unevaluated clip(2, 0, 1) of spicedsl.semantics.sympy_functions",
-)
 def test_constant_clip_inside_max_lowers() -> None:
     text = BASE.replace("b * x", "b * max(x, clip(2, 0, 1))")
-    lower(checked_program(Source("m.spice", text)), Source("m.spice", text))
+    model = lower(checked_program(Source("m.spice", text)), Source("m.spice", text))
+    assert model.logits == ir.symbol("b") * sympy.Max(ir.symbol("x"), 1)
+
+
+def test_conditions_stay_comparisons_after_lowering() -> None:
+    text = BASE + "module m updates x when c + 1 > c\n    m = 1\n"
+    model = lower(checked_program(Source("m.spice", text)), Source("m.spice", text))
+    assert isinstance(model.modules[0].filter.condition, sympy.core.relational.Relational)
 
 
 def test_printer_numbers_and_parentheses() -> None:

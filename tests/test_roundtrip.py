@@ -394,6 +394,13 @@ def test_comment_layout(text: str, formatted: str) -> None:
     assert format_program(parse(formatted), formatted) == formatted
 
 
+def test_comments_of_a_dropped_statement_stay() -> None:
+    text = "embedding size 2  # one\nmodel m\nlogits = x\nembedding size 3  # two\n"
+    program = parse(text)
+    kept = ast.Program(program.statements[1:3], program.comments)
+    assert format_program(kept, text) == "# one\nmodel m\nlogits = x  # two\n"
+
+
 def test_fitted_polynomial_prints_back_to_the_same_tree() -> None:
     tree = polynomial([(-0.5, {"x": 2}), (1.0, {"x": 1, "c": 1}), (0.25, {})])
     assert format_expr(tree) == "-0.5 * x ^ 2 + x * c + 0.25"

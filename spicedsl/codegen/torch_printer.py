@@ -56,11 +56,8 @@ def number_text(value: sympy.Expr) -> str:
     >>> number_text(sympy.Integer(10) ** 400)
     'torch.inf'
     """
-    exact = value.rewrite(sympy.Min).rewrite(sympy.exp)
-    if exact in (sympy.oo, -sympy.oo):
-        return "torch.inf" if exact == sympy.oo else "-torch.inf"
-    number = sympy.N(exact, 30)
-    if not (number.is_real and number.is_finite):
+    number = sympy.N(value.rewrite(sympy.Min).rewrite(sympy.exp), 30)
+    if not number.is_extended_real:
         return "torch.nan"
     return _float_text(float(number))
 

@@ -31,15 +31,16 @@ class Batch:
     def n_predictions(self) -> int:
         return int((self.targets != IGNORE).sum())
 
-    def select(self, sessions: np.ndarray) -> Batch:
-        """The batch of the given session indices."""
-        index = torch.as_tensor(sessions, dtype=torch.long)
-        return Batch(
-            trials=[{k: v[index] for k, v in trial.items()} for trial in self.trials],
-            chosen=self.chosen[:, index],
-            targets=self.targets[:, index],
-            participants=self.participants[index],
-        )
+    def predicting(self, sessions: np.ndarray) -> Batch:
+        """The same sessions, with only the choices of ``sessions`` to predict.
+
+        The network still runs over every session (their trials are shared, not
+        copied), so one forward pass serves a training and a validation split.
+        """
+        keep = torch.zeros(self.targets.shape[1], dtype=torch.bool)
+        keep[torch.as_tensor(sessions, dtype=torch.long)] = True
+        targets = torch.where(keep, self.targets, IGNORE)
+        return Batch(self.trials, self.chosen, targets, self.participants)
 
 
 def make_batch(dataset: Dataset, n_actions: int | None = None) -> Batch:

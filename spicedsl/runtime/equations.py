@@ -93,7 +93,7 @@ def record_modules(net: BaseRNN, batch: Batch) -> dict[str, dict[str, np.ndarray
         arrays[name] = {
             "before": before,
             "after": torch.cat(record.after).double().numpy(),
-            "inputs": inputs.reshape(len(before), len(net.modules[name].inputs)),
+            "inputs": inputs.reshape(len(before), len(net.module_specs[name].inputs)),
             "participant": torch.cat(record.participant).numpy(),
         }
     return arrays

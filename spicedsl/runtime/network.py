@@ -87,7 +87,7 @@ class ModuleSpec:
 
 
 class ModuleNet(nn.Module):
-    """The network of one learnable module: a residual update of each action's value.
+    """The network of one learnable module: an update of each action's value.
 
     One tanh layer of ``hidden_size`` units and a linear read-out, initialised like
     :class:`torch.nn.Linear`. The weights are stored in the layout that
@@ -210,7 +210,7 @@ class BaseRNN(nn.Module):
     Notes
     -----
     Subclasses set the class attributes ``name``, ``states`` (name -> initial value),
-    ``params`` (name -> :class:`ParamSpec`), ``modules`` (name -> :class:`ModuleSpec`),
+    ``params`` (name -> :class:`ParamSpec`), ``module_specs`` (name -> :class:`ModuleSpec`),
     ``data_columns`` and ``embedding_size``/``embedding_dropout``, and implement
     :meth:`trial`.
 
@@ -222,7 +222,7 @@ class BaseRNN(nn.Module):
     name: str = ""
     states: Mapping[str, float] = {}
     params: Mapping[str, ParamSpec] = {}
-    modules: Mapping[str, ModuleSpec] = {}
+    module_specs: Mapping[str, ModuleSpec] = {}
     data_columns: tuple[str, ...] = ()
     embedding_size: int = 0
     embedding_dropout: float = 0.0
@@ -245,7 +245,7 @@ class BaseRNN(nn.Module):
                 name: ModuleNet(
                     1 + len(spec.inputs), size if spec.embedded else 0, hidden_size, dropout
                 )
-                for name, spec in self.modules.items()
+                for name, spec in self.module_specs.items()
             }
         )
         self.raw_params = NamedParameters()
@@ -285,6 +285,10 @@ class BaseRNN(nn.Module):
     ) -> torch.Tensor:
         """Apply learnable module ``name`` to ``value`` where ``mask`` holds (all if None).
 
+        The module's network ``f`` reads the value and the inputs. The new value is
+        ``value + f``, or ``activation(f)`` for a module with an activation, clipped to
+        [-CLIP, CLIP].
+
         Parameters
         ----------
         name : str
@@ -301,7 +305,7 @@ class BaseRNN(nn.Module):
         torch.Tensor
             The new value: the module's output where ``mask`` holds, ``value`` elsewhere.
         """
-        spec = self.modules[name]
+        spec = self.module_specs[name]
         net = self.nets[name]
         # One row of features per (session, action) entry: the value, then the inputs.
         if inputs:
@@ -317,13 +321,11 @@ class BaseRNN(nn.Module):
         else:
             hidden_bias = net.hidden_bias(self._embedded, value.shape[-1])
         update = net(features, hidden_bias).view_as(value)
-        if spec.activation is None:
-            new = value + update
-        else:
-            # No residual under an activation: squashing value + f would tie the new
-            # value to the old one, so a constant (say, a learning rate) could only be
-            # learnt by f cancelling the value exactly. The value is still an input of f.
-            new = ACTIVATIONS[spec.activation](update)
+        # No residual under an activation: squashing value + f would tie the new value
+        # to the old one, so a constant (say, a learning rate) could only be learnt by f
+        # cancelling the value exactly. The value is still an input of f.
+        activation = ACTIVATIONS.get(spec.activation)
+        new = value + update if activation is None else activation(update)
         if spec.activation not in WITHIN_CLIP:
             # The same as clamp, with a backward pass of one operation instead of several.
             new = nn.functional.hardtanh(new, -CLIP, CLIP)
@@ -416,7 +418,7 @@ class BaseRNN(nn.Module):
 
     # -- recording for the equation stage ------------------------------------------------
     def start_recording(self) -> None:
-        self.recordings = {name: Recording([], [], [], []) for name in self.modules}
+        self.recordings = {name: Recording([], [], [], []) for name in self.module_specs}
 
     def stop_recording(self) -> dict[str, Recording]:
         recordings, self.recordings = self.recordings or {}, None

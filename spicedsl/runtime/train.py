@@ -71,6 +71,10 @@ def train_network(
     start = time.perf_counter()
     bar = Progress(settings.epochs, "training", enabled=progress)
     net.train()
+    # When validation sessions run in the training batch (see Batch.predicting) and no
+    # dropout makes training logits differ from evaluation ones, one forward pass serves both.
+    dropout = any(m.p > 0 for _, m in net.named_modules() if isinstance(m, torch.nn.Dropout))
+    shared_forward = validation is not None and validation.trials is train.trials and not dropout
     try:
         for epoch in range(settings.epochs):
             logits = net(train.trials, train.chosen, train.participants)
@@ -87,7 +91,10 @@ def train_network(
             log.train_loss.append(value)
             monitored = value
             if validation is not None:
-                monitored = batch_nll(net, validation)
+                if shared_forward:
+                    monitored = choice_nll(logits.detach(), validation.targets).item()
+                else:
+                    monitored = batch_nll(net, validation)
                 log.validation_loss.append(monitored)
             if monitored < best_loss:
                 best_loss, best_state, log.best_epoch = monitored, _copy_state(net), epoch + 1

@@ -18,6 +18,8 @@ from spicedsl.source import Source, Span
 from spicedsl.syntax import ast
 
 MAX_DEGREE = 3
+# Larger constant exponents make sympy compute huge exact powers, and mean nothing here.
+MAX_EXPONENT = 1000
 _VALUES = {"state", "control", "param"}  # what equations and the choice rule may read
 
 
@@ -466,6 +468,8 @@ def _constant_value(expr: ast.Expr) -> float | None:
     left, right = _constant_value(expr.left), _constant_value(expr.right)
     if expr.op == "/" and right == 0:
         raise _NoValueError(expr, "divides by zero")
+    if expr.op == "^" and right is not None and abs(right) > MAX_EXPONENT:
+        raise _NoValueError(expr, f"has an exponent beyond {MAX_EXPONENT:g}")
     if left is None or right is None:
         return None
     return _finite(expr, _ARITHMETIC[expr.op], [left, right])

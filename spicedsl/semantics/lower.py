@@ -54,7 +54,8 @@ def to_sympy(expr: ast.Expr) -> sympy.Expr:
         return left * right
     if expr.op == "/":
         return left / right
-    return left**right
+    # Unevaluated, so that a constant power such as (2 * x) ^ 1e14 is not expanded.
+    return sympy.Pow(left, right, evaluate=False)
 
 
 def lower(program: ast.Program, source: Source) -> ir.Model:
@@ -141,5 +142,7 @@ def _filter(trial_filter: ast.TrialFilter) -> ir.TrialFilter:
     condition = trial_filter.condition
     if condition is None:
         return ir.TrialFilter(trial_filter.kind)
-    relation = _RELATIONS[condition.op](to_sympy(condition.left), to_sympy(condition.right))
+    left, right = to_sympy(condition.left), to_sympy(condition.right)
+    # Unevaluated: a condition such as c + 1 > c stays a comparison, not True.
+    relation = _RELATIONS[condition.op](left, right, evaluate=False)
     return ir.TrialFilter("condition", relation)

@@ -3,6 +3,8 @@
 The grammar lives in ``grammars/spice.lark``. Each statement starts with a keyword at
 the start of a line, so the file is cut into statements there and each piece is parsed
 on its own: a syntax error in one statement does not hide the errors in the others.
+The statement keywords are therefore reserved; the other keywords (``when``, ``data``,
+``size``, ...) may still be names wherever the grammar expects a name.
 """
 
 from __future__ import annotations
@@ -119,10 +121,10 @@ def parse(text: str, name: str = "<model>") -> ast.Program:
     diagnostics: list[Diagnostic] = []
     for start, end in _statement_chunks(text):
         _lexed.clear()
+        tree, syntax_error = None, None
         try:
             tree = _lark().parse(text[start:end])
         except lark.exceptions.UnexpectedInput as error:
-            tree = None
             syntax_error = _syntax_diagnostic(error, text, start, end)
         comments.extend(
             ast.Comment(tok.rstrip(), span=Span(start + tok.start_pos, start + tok.end_pos))
@@ -131,7 +133,7 @@ def parse(text: str, name: str = "<model>") -> ast.Program:
         if _lexed.keyword_names:
             # A keyword used as a name also derails the parse; its own message says more.
             diagnostics.extend(_keyword_name(tok, start) for tok in _lexed.keyword_names)
-        elif tree is None:
+        elif syntax_error is not None:
             diagnostics.append(syntax_error)
         if tree is not None:
             statements.extend(_build(tree, start, diagnostics))

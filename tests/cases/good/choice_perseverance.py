@@ -29,7 +29,7 @@ class ChoicePerseveranceModel(BaseRNN):
         ),
     }
     # The SINDy setup: each learnable module's target, trial filter and library.
-    modules = {
+    module_specs = {
         'x_value_reward_chosen': ModuleSpec(  # choice_perseverance.spice:13
             target='x_value_reward',
             filter='chosen',

@@ -20,7 +20,7 @@ class ForgettingModel(BaseRNN):
         ),
     }
     # The SINDy setup: each learnable module's target, trial filter and library.
-    modules = {
+    module_specs = {
         'x_value_reward_chosen': ModuleSpec(  # forgetting.spice:13
             target='x_value_reward',
             filter='chosen',

@@ -20,7 +20,7 @@ class IndividualDifferencesModel(BaseRNN):
         ),
     }
     # The SINDy setup: each learnable module's target, trial filter and library.
-    modules = {
+    module_specs = {
         'x_value_reward_chosen': ModuleSpec(  # individual_differences.spice:14
             target='x_value_reward',
             filter='chosen',

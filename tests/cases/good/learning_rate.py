@@ -23,7 +23,7 @@ class LearningRateModel(BaseRNN):
         ),
     }
     # The SINDy setup: each learnable module's target, trial filter and library.
-    modules = {
+    module_specs = {
         'x_learning_rate_reward': ModuleSpec(  # learning_rate.spice:17
             target='x_learning_rate_reward',
             filter='chosen',

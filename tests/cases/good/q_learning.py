@@ -38,7 +38,7 @@ class QLearningModel(BaseRNN):
         ),
     }
     # The SINDy setup: each learnable module's target, trial filter and library.
-    modules = {}
+    module_specs = {}
     data_columns = ()
     embedding_size = 0
     embedding_dropout = 0.0

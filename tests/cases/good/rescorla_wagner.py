@@ -20,7 +20,7 @@ class RescorlaWagnerModel(BaseRNN):
         ),
     }
     # The SINDy setup: each learnable module's target, trial filter and library.
-    modules = {
+    module_specs = {
         'x_value_reward_chosen': ModuleSpec(  # rescorla_wagner.spice:12
             target='x_value_reward',
             filter='chosen',
