@@ -46,7 +46,10 @@ def spicedsl(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "spicedsl.cli", *args],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return done, time.perf_counter() - start
 

@@ -41,9 +41,9 @@ def read_data(path: str | Path, model, **options):
 def fit(model: str | Path, data, **options):
     """Fit a model to data: train, discover the equations, build the fitted model.
 
-    ``data`` is a CSV path or a loaded :class:`~spicedsl.runtime.data.Dataset`; ``options`` are those of
-    :func:`spicedsl.fitting.fit` (``validation``, ``seed``, ``epochs``, ...). Returns a
-    :class:`spicedsl.fitting.FitResult`.
+    ``data`` is a CSV path or a loaded :class:`~spicedsl.runtime.data.Dataset`;
+    ``options`` are those of :func:`spicedsl.fitting.fit` (``validation``, ``seed``,
+    ``epochs``, ...). Returns a :class:`spicedsl.fitting.FitResult`.
     """
     from spicedsl.fitting import fit as run_fit
 

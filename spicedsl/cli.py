@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     fit.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    fit.add_argument("--device", default="cpu", help="train on cpu (default) or cuda")
     fit.add_argument("--digits", type=int, default=4, help="significant digits printed (4)")
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     for name, option in OPTIONS.items():
@@ -99,9 +100,7 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reading the data file")
     group.add_argument("--sep", help="column separator (default: from the header line)")
     for field in ("session", "choice", "reward", "participant"):
-        group.add_argument(
-            f"--{field}-column", metavar="NAME", help=f"column holding the {field}"
-        )
+        group.add_argument(f"--{field}-column", metavar="NAME", help=f"column holding the {field}")
     group.add_argument(
         "--choice-base", type=int, choices=(0, 1), help="first action's code (default: auto)"
     )
@@ -209,15 +208,17 @@ def _simulate(args: argparse.Namespace) -> int:
         from spicedsl.runtime.simulate import write_latents
 
         write_latents(args.latents, dataset, latents)
-    print(f"wrote {dataset.n_trials} trials of {len(dataset.session_ids)} sessions to {args.output}",
-          file=sys.stderr)
+    print(
+        f"wrote {dataset.n_trials} trials of {len(dataset.session_ids)} sessions to {args.output}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from spicedsl.files import new_output_dir
     from spicedsl.fitting import fit
     from spicedsl.frontend import load_ir
-    from spicedsl.files import new_output_dir
 
     if args.output:
         new_output_dir(args.output, args.overwrite)
@@ -230,6 +231,7 @@ def _fit(args: argparse.Namespace) -> int:
         validation=args.validation,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
         progress=not args.quiet,
         digits=args.digits,
         **settings,
@@ -237,8 +239,7 @@ def _fit(args: argparse.Namespace) -> int:
     sys.stdout.write(result.fitted_text)
     print(result.summary())
     if result.log.stopped == "interrupted":
-        print("training was interrupted; the results use the best network so far",
-              file=sys.stderr)
+        print("training was interrupted; the results use the best network so far", file=sys.stderr)
     if args.output:
         out = result.save(args.output, overwrite=True)
         print(f"wrote {out / 'fitted.spice'}, report.json and network.npz", file=sys.stderr)

@@ -95,7 +95,11 @@ def refit_program(
         elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed and stmt.name.id in param_values:
             value = _inside_bounds(stmt, param_values[stmt.name.id], 17)
             stmt = ast.ParamDecl(
-                stmt.name, stmt.lower, stmt.upper, stmt.per_participant, ast.Number(value),
+                stmt.name,
+                stmt.lower,
+                stmt.upper,
+                stmt.per_participant,
+                ast.Number(value),
                 span=stmt.span,
             )
         elif isinstance(stmt, ast.EmbeddingDecl):

@@ -65,8 +65,10 @@ class FitResult:
 
     def summary(self) -> str:
         """A short table of the fit, for people."""
-        lines = [f"# {self.model_name}: training {self.log.stopped} after "
-                 f"{len(self.log.train_loss)} epochs ({self.timings.get('training_s', 0):.1f} s)"]
+        lines = [
+            f"# {self.model_name}: training {self.log.stopped} after "
+            f"{len(self.log.train_loss)} epochs ({self.timings.get('training_s', 0):.1f} s)"
+        ]
         header = f"# {'':10} {'split':10} {'NLL/trial':>10} {'accuracy':>9} {'AIC':>10} {'BIC':>10}"
         lines.append(header)
         for stage, splits in self.metrics.items():
@@ -149,6 +151,7 @@ def fit(
     validation: float = 0.2,
     seed: int = 0,
     threads: int = 1,
+    device: str = "cpu",
     progress: bool = True,
     digits: int = 4,
     **settings: float,
@@ -169,6 +172,9 @@ def fit(
         Seeds every random draw; the same seed gives the same result.
     threads : int
         torch threads (1 is fastest for these small networks).
+    device : str
+        Where to train the network: "cpu" or "cuda" (or "cuda:N"). The equation stage
+        always runs on the CPU.
     digits : int
         Significant digits of the coefficients in the fitted model.
     **settings
@@ -199,7 +205,17 @@ def fit(
     )
     start = time.perf_counter()
     if any(p.requires_grad for p in net.parameters()):
-        log = train_network(net, train, fit_settings, held_out, progress)
+        on_device = _device(device)
+        net.to(on_device)
+        moved = full.to(on_device)
+        log = train_network(
+            net,
+            moved.predicting(train_sessions),
+            fit_settings,
+            moved.predicting(validation_sessions) if held_out is not None else None,
+            progress,
+        )
+        net.cpu()
     else:
         log = TrainingLog(stopped="nothing to train")
     timings["training_s"] = time.perf_counter() - start
@@ -229,9 +245,8 @@ def fit(
         }
         n_free = len(values) + len(coefficient_params)
         bic = choice_metrics(equation_net, train, n_free)["bic"]
-        if any(
-            abs(c) < net.module_specs[name].threshold for name, eq in equations.items() for c, _ in eq.terms
-        ):
+        thresholds = {name: spec.threshold for name, spec in net.module_specs.items()}
+        if any(abs(c) < thresholds[name] for name, eq in equations.items() for c, _ in eq.terms):
             bic = math.inf  # a term too small to keep: a sparser candidate says the same
         return Refit(equations, values, bic)
 
@@ -262,7 +277,13 @@ def fit(
         network=net,
         log=log,
         settings=fit_settings,
-        options={"validation": validation, "seed": seed, "threads": threads, "digits": digits},
+        options={
+            "validation": validation,
+            "seed": seed,
+            "threads": threads,
+            "device": device,
+            "digits": digits,
+        },
         timings=timings,
     )
 
@@ -380,6 +401,16 @@ def _split(
             "pass --validation 0 to use them all for training"
         )
     return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FitError(f"unknown device '{name}'; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FitError("device 'cuda' was asked for, but torch sees no CUDA GPU here")
+    return device
 
 
 def _version(package: str) -> str:

@@ -320,7 +320,10 @@ def test_expressions_compute_what_they_say(expression: str) -> None:
 def test_learning_rate_model_has_the_structure_of_the_seed() -> None:
     net = load_model(EXAMPLES / "learning_rate.spice")
     assert net.states == {"x_value_reward": 0.5, "x_learning_rate_reward": 0.0}
-    lr, forget = net.module_specs["x_learning_rate_reward"], net.module_specs["x_value_reward_not_chosen"]
+    lr, forget = (
+        net.module_specs["x_learning_rate_reward"],
+        net.module_specs["x_value_reward_not_chosen"],
+    )
     assert set(net.module_specs) == {"x_learning_rate_reward", "x_value_reward_not_chosen"}
     assert (lr.target, lr.inputs, lr.filter, lr.activation) == (
         "x_learning_rate_reward",

@@ -154,8 +154,10 @@ def test_interrupted_training_still_gives_a_result(small_data, monkeypatch):
 
 
 def test_action_count_mismatch_is_a_clear_error(small_data):
-    model = (EXAMPLES / "learning_rate.spice").read_text().replace(
-        "model learning_rate", "model learning_rate\nactions 3"
+    model = (
+        (EXAMPLES / "learning_rate.spice")
+        .read_text()
+        .replace("model learning_rate", "model learning_rate\nactions 3")
     )
     with pytest.raises(DataError, match="the model has 3 actions but the data has 2"):
         api.fit(model, small_data, progress=False, **QUICK)
@@ -200,7 +202,9 @@ def test_cli_fit_reports_a_missing_input_column(tmp_path):
 
 
 def test_evaluate_json_has_the_documented_keys():
-    done = run_cli("evaluate", "examples/q_learning.spice", "examples/data/q_learning.csv", "--json")
+    done = run_cli(
+        "evaluate", "examples/q_learning.spice", "examples/data/q_learning.csv", "--json"
+    )
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     assert set(metrics) >= {"nll_per_trial", "accuracy", "n_trials", "n_params", "aic", "bic"}

@@ -36,9 +36,15 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     assert compiled.returncode == 0, compiled.stderr
     assert "class LearningRateModel(BaseRNN):" in compiled.stdout
     installed = subprocess.run(
-        [str(env_dir / "bin" / "python"), "-c", "import spicedsl, pathlib; "
-         "print(pathlib.Path(spicedsl.__file__).parent)"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        [
+            str(env_dir / "bin" / "python"),
+            "-c",
+            "import spicedsl, pathlib; print(pathlib.Path(spicedsl.__file__).parent)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout.strip()
     assert (Path(installed) / "grammars" / "spice.lark").is_file()
     assert (Path(installed) / "templates" / "model.py.j2").is_file()

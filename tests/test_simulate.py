@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from reference_agents import QLearning
 
 from spicedsl import api

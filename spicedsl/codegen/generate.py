@@ -193,7 +193,7 @@ class _TrialWriter:
         logits = self.model.logits
         if logits.free_symbols:  # a tensor: (batch, 1) ones are expanded by forward()
             return self.printer.doprint(logits)
-        return f"torch.full(chosen.shape, {number_text(logits)})"
+        return f"torch.full(chosen.shape, {number_text(logits)}, device=chosen.device)"
 
     def _is_per_action(self, expr: sympy.Expr) -> bool:
         return any(s.name in self.per_action for s in expr.free_symbols)

@@ -31,6 +31,15 @@ class Batch:
     def n_predictions(self) -> int:
         return int((self.targets != IGNORE).sum())
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on ``device``."""
+        return Batch(
+            trials=[{k: v.to(device) for k, v in trial.items()} for trial in self.trials],
+            chosen=self.chosen.to(device),
+            targets=self.targets.to(device),
+            participants=self.participants.to(device),
+        )
+
     def predicting(self, sessions: np.ndarray) -> Batch:
         """The same sessions, with only the choices of ``sessions`` to predict.
 

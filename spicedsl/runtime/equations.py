@@ -67,9 +67,7 @@ def offpolicy_batch(
     reward_chosen = np.take_along_axis(rewards, choices[..., None], axis=-1)[..., 0]
     reward_tensor = torch.as_tensor(reward_chosen.T.copy(), dtype=torch.float32).unsqueeze(-1)
     all_rewards = torch.as_tensor(rewards.transpose(1, 0, 2).copy(), dtype=torch.float32)
-    trials = [
-        {"reward": reward_tensor[t], "rewards": all_rewards[t]} for t in range(n_trials)
-    ]
+    trials = [{"reward": reward_tensor[t], "rewards": all_rewards[t]} for t in range(n_trials)]
     if participants is None:
         participants = np.zeros(n_sessions, dtype=np.int64)
     targets = torch.full_like(choice_tensor, IGNORE)

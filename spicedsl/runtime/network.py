@@ -258,6 +258,8 @@ class BaseRNN(nn.Module):
             if spec.embedded and size:
                 self.param_embeddings[name] = nn.Linear(size, 1, bias=False)
                 nn.init.zeros_(self.param_embeddings[name].weight)
+        # An empty buffer that moves with .to(device), so the network knows its device.
+        self.register_buffer("device_anchor", torch.empty(0), persistent=False)
         self.recordings: dict[str, Recording] | None = None
         self._embedded: torch.Tensor | None = None
         self._participants: torch.Tensor | None = None
@@ -272,7 +274,7 @@ class BaseRNN(nn.Module):
             return self._param_values[name]
         spec = self.params[name]
         if spec.fixed:
-            return torch.tensor(spec.value)
+            return torch.tensor(spec.value, device=self.device)
         raw = self.raw_params[name]
         if spec.per_participant:
             raw = raw[self._participants].unsqueeze(-1)
@@ -371,9 +373,14 @@ class BaseRNN(nn.Module):
         finally:
             self._param_values = self._hidden_biases = None
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's tensors live (it follows ``.to(device)``)."""
+        return self.device_anchor.device
+
     def initial_state(self, batch_size: int) -> dict[str, torch.Tensor]:
         return {
-            name: torch.full((batch_size, self.n_actions), float(value))
+            name: torch.full((batch_size, self.n_actions), float(value), device=self.device)
             for name, value in self.states.items()
         }
 

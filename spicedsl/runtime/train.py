@@ -100,8 +100,8 @@ def train_network(
                 best_loss, best_state, log.best_epoch = monitored, _copy_state(net), epoch + 1
             if previous is not None:
                 change = abs(previous - value) / max(abs(previous), 1e-12)
-                smoothed_change = change if smoothed_change is None else (
-                    0.9 * smoothed_change + 0.1 * change
+                smoothed_change = (
+                    change if smoothed_change is None else (0.9 * smoothed_change + 0.1 * change)
                 )
                 calm_epochs = calm_epochs + 1 if smoothed_change < settings.convergence else 0
             previous = value

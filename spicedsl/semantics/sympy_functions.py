@@ -31,6 +31,3 @@ class clip(sympy.Function):  # noqa: N801 - named as in the model language
         if x.is_number and low.is_number and high.is_number:
             return sympy.Min(sympy.Max(x, low), high)
         return None
-
-    def _eval_rewrite_as_Min(self, x, low, high, **kwargs):
-        return sympy.Min(sympy.Max(x, low), high)
