@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; override for another build, e.g. make TORCH="torch>=2.2".
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-all lint clean
+.PHONY: demo test test-all lint clean chromium
 
 $(BIN)/spicedsl: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,10 +20,17 @@ demo: $(BIN)/spicedsl
 		-o out/demo_data.csv
 	$(BIN)/spicedsl fit examples/learning_rate.spice out/demo_data.csv -o out/demo --overwrite
 
-test: $(BIN)/spicedsl
+# The HTML report test opens the report in headless Chromium (Debian's package, as root;
+# elsewhere the test is skipped and says why).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium could not be installed: the report screenshot test will be skipped"
+
+test: $(BIN)/spicedsl chromium
 	$(BIN)/python -m pytest -q -n 2
 
-test-all: $(BIN)/spicedsl
+test-all: $(BIN)/spicedsl chromium
 	$(BIN)/python -m pytest -q -n 2 -m "slow or not slow"
 
 lint: $(BIN)/spicedsl

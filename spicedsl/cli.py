@@ -25,6 +25,7 @@ discovered equations back in the same language.
   spicedsl simulate model.spice -o data.csv
   spicedsl fit model.spice data.csv -o results/
   spicedsl evaluate model.spice data.csv
+  spicedsl plot model.spice data.csv --session 1 --fitted results/ -o session.png
 """
 
 
@@ -87,6 +88,17 @@ def _parser() -> argparse.ArgumentParser:
             help=option.help + " (overrides the model file)",
         )
     _data_options(fit)
+
+    plot = commands.add_parser("plot", help="draw one session: choices, probabilities, states")
+    plot.add_argument("model", metavar="MODEL", help="a fully specified or a fitted model")
+    plot.add_argument("data", metavar="DATA")
+    plot.add_argument("--session", required=True, help="session label as in the data file")
+    plot.add_argument("--truth", metavar="TRUE_MODEL", help="also draw a known true model")
+    plot.add_argument(
+        "--fitted", metavar="OUTDIR", help="draw the network and equations of this fit of MODEL"
+    )
+    plot.add_argument("-o", "--output", required=True, metavar="SESSION.png")
+    _data_options(plot)
 
     evaluate = commands.add_parser("evaluate", help="NLL, accuracy, AIC, BIC of a model")
     evaluate.add_argument("model", metavar="MODEL")
@@ -241,8 +253,26 @@ def _fit(args: argparse.Namespace) -> int:
     if result.log.stopped == "interrupted":
         print("training was interrupted; the results use the best network so far", file=sys.stderr)
     if args.output:
-        out = result.save(args.output, overwrite=True)
-        print(f"wrote {out / 'fitted.spice'}, report.json and network.npz", file=sys.stderr)
+        out = result.save(args.output, overwrite=True, dataset=data)
+        print(f"wrote {out}: fitted.spice, report.json, report.html, network.npz", file=sys.stderr)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from spicedsl.frontend import load_ir
+    from spicedsl.plots import plot_command
+
+    model_path = Path(args.model)
+    data = _read_data(args, load_ir(model_path))
+    written = plot_command(
+        model_path,
+        data,
+        args.session,
+        output=args.output,
+        truth=args.truth,
+        fitted=args.fitted,
+    )
+    print(f"wrote {written}", file=sys.stderr)
     return 0
 
 
@@ -269,6 +299,7 @@ _COMMANDS = {
     "simulate": _simulate,
     "fit": _fit,
     "evaluate": _evaluate,
+    "plot": _plot,
 }
 
 

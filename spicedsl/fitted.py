@@ -25,12 +25,8 @@ def fitted_program(
     equations: Mapping[str, DiscoveredEquation],
     param_values: Mapping[str, float],
     digits: int = 4,
-    fix_params: bool = True,
 ) -> ast.Program:
     """``program`` with discovered equations and fitted params, at ``digits`` precision.
-
-    With ``fix_params`` False, the params stay learnable and start at their values
-    (``init``), so that the equation model's params can be refit.
 
     Statements keep their source spans, so the formatter keeps the comments in place.
     The participant embedding is dropped: nothing learnable is left to feed.
@@ -45,16 +41,7 @@ def fitted_program(
             body = ast.Equation(ast.Name(stmt.name.id), polynomial(terms), span=stmt.body.span)
             stmt = ast.ModuleDecl(stmt.name, stmt.target, stmt.filter, body, span=stmt.span)
         elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed and stmt.name.id in param_values:
-            value = _inside_bounds(stmt, param_values[stmt.name.id], digits)
-            stmt = ast.ParamDecl(
-                stmt.name,
-                stmt.lower,
-                stmt.upper,
-                stmt.per_participant,
-                ast.Number(value),
-                fixed=fix_params,
-                span=stmt.span,
-            )
+            stmt = _valued(stmt, param_values[stmt.name.id], digits, fixed=True)
         elif isinstance(stmt, ast.EmbeddingDecl):
             continue
         statements.append(stmt)
@@ -70,8 +57,8 @@ def refit_program(
 
     Every learnable param starts at its value in ``param_values``, every coefficient at
     its discovered value, so that all of them can be refit to the choices (coefficients
-    snapped to exactly 1 stay fixed). Returns the
-    program and, per coefficient param, its (module, term index).
+    snapped to exactly 1 stay fixed). Returns the program and, per coefficient param,
+    its (module, term index).
     """
     taken = {s.name.id for s in program.statements if hasattr(s, "name") and s.name}
     coefficient_params: dict[str, tuple[str, int]] = {}
@@ -93,15 +80,7 @@ def refit_program(
             body = ast.Equation(ast.Name(stmt.name.id), _weighted_sum(terms), span=stmt.body.span)
             stmt = ast.ModuleDecl(stmt.name, stmt.target, stmt.filter, body, span=stmt.span)
         elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed and stmt.name.id in param_values:
-            value = _inside_bounds(stmt, param_values[stmt.name.id], 17)
-            stmt = ast.ParamDecl(
-                stmt.name,
-                stmt.lower,
-                stmt.upper,
-                stmt.per_participant,
-                ast.Number(value),
-                span=stmt.span,
-            )
+            stmt = _valued(stmt, param_values[stmt.name.id], 17, fixed=False)
         elif isinstance(stmt, ast.EmbeddingDecl):
             continue
         statements.append(stmt)
@@ -119,6 +98,19 @@ def _weighted_sum(terms: list[tuple[ast.Expr, dict[str, int]]]) -> ast.Expr:
             term = ast.BinOp("*", term, factor)
         result = term if index == 0 else ast.BinOp("+", result, term)
     return result
+
+
+def _valued(param: ast.ParamDecl, value: float, digits: int, fixed: bool) -> ast.ParamDecl:
+    """``param`` with ``value`` as its fixed value, or as the start of a learnable one."""
+    return ast.ParamDecl(
+        param.name,
+        param.lower,
+        param.upper,
+        param.per_participant,
+        ast.Number(_inside_bounds(param, value, digits)),
+        fixed=fixed,
+        span=param.span,
+    )
 
 
 def _inside_bounds(param: ast.ParamDecl, value: float, digits: int) -> float:

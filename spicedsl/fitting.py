@@ -106,13 +106,24 @@ class FitResult:
             },
         }
 
-    def save(self, outdir: str | Path, overwrite: bool = False) -> Path:
-        """Write ``fitted.spice``, ``report.json`` and ``network.npz`` into ``outdir``."""
+    def save(self, outdir: str | Path, overwrite: bool = False, dataset=None) -> Path:
+        """Write ``fitted.spice``, ``report.json`` and ``network.npz`` into ``outdir``, and
+        ``report.html`` when the fitted ``dataset`` is given (its sessions are drawn)."""
         out = new_output_dir(outdir, overwrite)
         write_atomic(out / "fitted.spice", self.fitted_text)
         write_atomic(out / "report.json", json.dumps(self.report(), indent=1) + "\n")
         save_weights(self.network, out / "network.npz")
+        if dataset is not None:
+            from spicedsl.report import write_report
+
+            write_report(self, dataset, out / "report.html")
         return out
+
+    def _repr_latex_(self) -> str:
+        """The discovered equations as LaTeX, for notebooks."""
+        from spicedsl.report import equations_latex
+
+        return equations_latex(self)
 
 
 # Refit coefficients or params beyond this size mean the refit diverged.

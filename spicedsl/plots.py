@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from spicedsl.runtime.batch import make_batch
 from spicedsl.runtime.data import Dataset
@@ -38,6 +39,9 @@ MODEL_COLOURS = {"truth": "black", "network": "tab:blue", "equations": "tab:oran
 
 #: Line style of each action's line (cycled beyond four actions).
 ACTION_STYLES = ("-", "--", ":", "-.")
+
+#: How training stopped (``TrainingLog.stopped``), in words.
+STOPPED_TEXT = {"max_epochs": "reached the epoch limit", "interrupted": "was interrupted"}
 
 #: Resolution of the PNG images.
 DPI = 100
@@ -330,6 +334,7 @@ def session_figure(models: Mapping[str, ModelLike], dataset: Dataset, session: i
         ax.set_title(f"{state} after each trial", fontsize="small")
     for ax in axes:
         ax.grid(alpha=0.3)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel("trial")
     axes[-1].set_xlim(0.5, n_trials + 0.5)
     _model_legend(fig, colours, n_actions)
@@ -390,11 +395,13 @@ def loss_figure(result: FitResult | TrainingLog) -> Figure:
             color="tab:orange",
             label="validation",
         )
-    if log.train_loss:
-        ax.axvline(log.best_epoch + 1, color="0.5", linestyle=":", label="best epoch")
+    if log.best_epoch:  # 1-based; 0 when no epoch was best
+        ax.axvline(log.best_epoch, color="0.5", linestyle=":", label="best epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("NLL per predicted trial")
-    ax.set_title(f"training {log.stopped} after {len(log.train_loss)} epochs")
+    stopped = STOPPED_TEXT.get(log.stopped, log.stopped)
+    ax.set_title(f"training {stopped} after {len(log.train_loss)} epochs")
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -514,7 +521,13 @@ def coefficient_figure(values: Mapping[str, np.ndarray], pooled: Mapping[str, fl
         ax.set_label(name)
         ys = np.asarray(values[name], dtype=float)
         xs = rng.uniform(-0.15, 0.15, len(ys))
-        ax.boxplot(ys[np.isfinite(ys)], positions=[0], widths=0.5, showfliers=False)
+        ax.boxplot(
+            ys[np.isfinite(ys)],
+            positions=[0],
+            widths=0.5,
+            showfliers=False,
+            medianprops={"color": "0.3"},
+        )
         ax.plot(xs, ys, "o", color="tab:blue", alpha=0.7, markersize=4, label="participants")
         if name in pooled:
             ax.axhline(pooled[name], color="tab:orange", label="shared equation")

@@ -108,6 +108,11 @@ def test_save_writes_results_that_load_without_pickle(quick_fit, tmp_path, small
         torch.testing.assert_close(fresh.state_dict()[name], value)
 
 
+def test_fit_result_shows_its_equations_as_latex(quick_fit):
+    latex = quick_fit._repr_latex_()
+    assert latex.startswith("$$") and r"\mathrm{x\_value\_reward}" in latex
+
+
 def test_save_refuses_a_non_empty_folder(quick_fit, tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(SpiceError, match="not empty"):
@@ -181,6 +186,23 @@ def test_cli_fit_prints_a_model_and_writes_the_folder(tmp_path, small_data):
     again = run_cli("fit", "examples/learning_rate.spice", str(data), "-o", str(out), *quick)
     assert again.returncode == 1 and "not empty" in again.stderr
     assert "Traceback" not in again.stderr
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    png = tmp_path / "session.png"
+    plotted = run_cli(
+        "plot",
+        "examples/learning_rate.spice",
+        str(data),
+        "--session",
+        small_data.session_ids[0],
+        "--truth",
+        "examples/q_learning.spice",
+        "--fitted",
+        str(out),
+        "-o",
+        str(png),
+    )
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.read_bytes().startswith(b"\x89PNG")
     evaluated = run_cli("evaluate", str(out / "fitted.spice"), str(data), "--json")
     report = json.loads((out / "report.json").read_text())
     nll = json.loads(evaluated.stdout)["nll_per_trial"]

@@ -103,3 +103,12 @@ def test_bundled_demo_data_is_what_simulate_makes(tmp_path):
     dataset.to_csv(tmp_path / "again.csv")
     bundled = ROOT / "examples" / "data" / "q_learning.csv"
     assert (tmp_path / "again.csv").read_bytes() == bundled.read_bytes()
+
+
+def test_cli_simulate_into_a_missing_folder_is_a_clear_error(tmp_path):
+    target = tmp_path / "no" / "such" / "data.csv"
+    command = [sys.executable, "-m", "spicedsl.cli", "simulate", str(Q_LEARNING), "-o", str(target)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert not target.parent.exists()

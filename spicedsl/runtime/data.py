@@ -25,7 +25,6 @@ import difflib
 import io
 import os
 import re
-import uuid
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from spicedsl.errors import DataError
+from spicedsl.files import write_atomic
 
 #: Fields of a counterfactual reward column that mean "not observed".
 _MISSING_TOKENS = frozenset({"", "NA"})
@@ -228,17 +228,11 @@ class Dataset:
             header.append(name)
             columns.append(values[mask].astype(str).tolist())
 
-        target = Path(path)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "x", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, delimiter=sep, lineterminator="\n")
-                writer.writerow(header)
-                writer.writerows(zip(*columns, strict=True))
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=sep, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(zip(*columns, strict=True))
+        write_atomic(path, text.getvalue())
 
     def _original_units(self, values: np.ndarray) -> np.ndarray:
         """Map stored rewards back to the file's units (exactly at the range's ends)."""

@@ -146,16 +146,24 @@ def _describe_parameter(name: str) -> str:
     return "the participant embedding"
 
 
+# Strength of the pull of refit params toward their starting values (see refit_params).
+ANCHOR = 1e-4
+
+
 def refit_params(net: BaseRNN, batch: Batch, max_iterations: int = 30) -> float:
     """Fit the learnable params of a network with no learnable module (an equation
     model) by L-BFGS on the choices; return the final mean NLL.
 
     With a handful of scalars and no network weights, a quasi-Newton method converges in
-    a few full-batch steps.
+    a few full-batch steps. A weak pull toward the starting values (``ANCHOR`` times the
+    squared distance) decides only the directions the choices leave free: without a
+    hard-coded equation that fixes the scale of a state, scaling the state's equations up
+    and its inverse temperature down predicts the same choices.
     """
     parameters = [p for p in net.parameters() if p.requires_grad]
     if not parameters:
         return batch_nll(net, batch)
+    start = [p.detach().clone() for p in parameters]
     optimizer = torch.optim.LBFGS(
         parameters, lr=1, max_iter=max_iterations, line_search_fn="strong_wolfe"
     )
@@ -164,6 +172,8 @@ def refit_params(net: BaseRNN, batch: Batch, max_iterations: int = 30) -> float:
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss = choice_nll(net(batch.trials, batch.chosen, batch.participants), batch.targets)
+        pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(parameters, start, strict=True))
+        loss = loss + ANCHOR * pull
         loss.backward()
         return loss
 

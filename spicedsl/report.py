@@ -1,0 +1,263 @@
+"""``report.html``: a fit shown to people, in one self-contained file.
+
+The page needs no network: its images are PNG data URIs, its equations MathML (which
+browsers render natively) beside the model language text, and its style inline. It
+shows the discovered equations, the fitted model, the metrics of the network and of the
+equation model, the loss curves, a few sessions as :func:`spicedsl.plots.session_figure`
+draws them and, when the network tells participants apart, the per-participant
+coefficients.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.mathml import MathMLPresentationPrinter
+
+if TYPE_CHECKING:
+    from spicedsl.fitting import FitResult
+    from spicedsl.runtime.data import Dataset
+
+#: Sessions drawn in the report by default.
+REPORT_SESSIONS = 3
+
+_FILTER_TEXT = {"chosen": "chosen", "not_chosen": "not chosen", "all": "on every trial"}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+.equation { margin: .8em 0 1.2em; }
+.equation .module { color: #555; font-size: .9em; }
+math { font-size: 1.3em; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .9em; }
+table { border-collapse: collapse; }
+th, td { padding: .25em .8em; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
+img { max-width: 100%; height: auto; display: block; margin: .5em 0 1.5em; }
+"""
+
+
+def rounded(expr: sympy.Expr, digits: int = 4) -> sympy.Expr:
+    """``expr`` with every float rounded to ``digits`` significant digits; whole numbers
+    become integers, so ``1.0*x`` reads ``x``.
+
+    >>> x = sympy.Symbol("x")
+    >>> rounded(sympy.Float(0.083333333) + sympy.Float(1.0) * x, 3)
+    x + 0.0833
+    """
+    replacements = {}
+    for number in expr.atoms(sympy.Float):
+        value = float(f"{float(number):.{digits}g}")
+        replacements[number] = (
+            sympy.Integer(int(value))
+            if value.is_integer() and abs(value) < 1e15
+            else sympy.Float(repr(value), digits)
+        )
+    return expr.xreplace(replacements)
+
+
+class _MathML(MathMLPresentationPrinter):
+    """Presentation MathML with model names shown whole (``x_value_reward``, not x
+    subscripted)."""
+
+    def _print_Symbol(self, sym, style="plain"):  # noqa: N802 (sympy's naming)
+        element = self.dom.createElement("mi")
+        element.appendChild(self.dom.createTextNode(sym.name))
+        return element
+
+
+class _Latex(LatexPrinter):
+    """LaTeX with model names shown whole and upright."""
+
+    def _print_Symbol(self, expr, style="plain"):  # noqa: N802 (sympy's naming)
+        return r"\mathrm{" + expr.name.replace("_", r"\_") + "}"
+
+
+def equation_mathml(name: str, expr: sympy.Expr, digits: int = 4) -> str:
+    """``name = expr`` as a block MathML element.
+
+    >>> text = equation_mathml("m", sympy.Symbol("x_v") / 2)
+    >>> text[:40]
+    '<math display="block"><mrow><mi>m</mi><m'
+    >>> "<mfrac><mi>x_v</mi><mn>2</mn></mfrac>" in text
+    True
+    """
+    equation = sympy.Eq(sympy.Symbol(name), rounded(expr, digits), evaluate=False)
+    return f'<math display="block">{_MathML().doprint(equation)}</math>'
+
+
+def equations_latex(result: FitResult) -> str:
+    """The discovered equations as LaTeX, for ``FitResult._repr_latex_`` in notebooks.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit.
+
+    Returns
+    -------
+    str
+        ``$$\\begin{aligned} ... \\end{aligned}$$`` with one line ``module = equation``
+        per learnable module, coefficients rounded to the fit's digits; a sentence in
+        ``$$\\text{...}$$`` when the model has no learnable module.
+    """
+    digits = int(result.options.get("digits", 4))
+    printer = _Latex()
+    lines = [
+        printer.doprint(sympy.Symbol(name)) + " &= " + printer.doprint(rounded(expr, digits))
+        for name, expr in result.equations.items()
+    ]
+    if not lines:
+        return r"$$\text{" + f"{result.model_name}: no learnable module" + "}$$"
+    return r"$$\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}$$"
+
+
+def png_data_uri(png: bytes) -> str:
+    """A ``data:`` URI of PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _image(png: bytes, alt: str, ident: str) -> str:
+    return f'<img id="{ident}" alt="{html.escape(alt)}" src="{png_data_uri(png)}">'
+
+
+def _number(value: float, digits: int) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def metrics_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The NLL, accuracy, AIC and BIC of each stage and split, as an HTML table."""
+    rows = [
+        "<tr><th>model</th><th>split</th><th>NLL per trial</th><th>accuracy</th>"
+        "<th>AIC</th><th>BIC</th><th>parameters</th><th>trials</th></tr>"
+    ]
+    for stage, splits in metrics.items():
+        for split, m in splits.items():
+            rows.append(
+                f"<tr><td>{html.escape(stage)}</td><td>{html.escape(split)}</td>"
+                f"<td>{_number(m['nll_per_trial'], 5)}</td><td>{_number(m['accuracy'], 4)}</td>"
+                f"<td>{_number(m['aic'], 1)}</td><td>{_number(m['bic'], 1)}</td>"
+                f"<td>{int(m['n_params'])}</td><td>{int(m['n_trials'])}</td></tr>"
+            )
+    return '<table id="metrics">' + "".join(rows) + "</table>"
+
+
+def report_html(result: FitResult, dataset: Dataset, sessions: int = REPORT_SESSIONS) -> str:
+    """The text of ``report.html`` for a fit (see :func:`write_report`)."""
+    from spicedsl import __version__, plots
+    from spicedsl.frontend import load_ir
+
+    digits = int(result.options.get("digits", 4))
+    fitted_ir = load_ir(result.fitted_text)
+    modules = {m.name: m for m in fitted_ir.modules}
+    name = html.escape(result.model_name)
+    log = result.log
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>spicedsl fit: {name}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Fit of model <code>{name}</code></h1>",
+        f"<p>Training {html.escape(plots.STOPPED_TEXT.get(log.stopped, log.stopped))} after "
+        f"{len(log.train_loss)} epochs (best epoch {log.best_epoch}, "
+        f"{result.timings.get('training_s', 0):.1f} s); "
+        f"equations found in {result.timings.get('equations_s', 0):.1f} s. "
+        f"spicedsl {__version__}.</p>",
+        "<h2>Discovered equations</h2>",
+    ]
+    if not result.equations:
+        parts.append("<p>The model has no learnable module.</p>")
+    for module, expr in result.equations.items():
+        parts.append(
+            f'<div class="equation" id="equation-{html.escape(module)}">'
+            f'<div class="module">{html.escape(_module_text(modules.get(module), module))}</div>'
+            f"{equation_mathml(module, expr, digits)}</div>"
+        )
+    parts += [
+        "<h2>Fitted model</h2>",
+        "<p>The model file with every <code>learn(...)</code> replaced by its equation and "
+        "every param valued; it can be checked, simulated, evaluated and refit.</p>",
+        f'<pre id="fitted-model">{html.escape(result.fitted_text)}</pre>',
+        "<h2>How well each model predicts the choices</h2>",
+        "<p>The <em>network</em> is the trained recurrent network; the <em>equations</em> "
+        "model is the fitted model above. NLL per predicted trial (every trial after the "
+        "first of its session), accuracy, and AIC and BIC from the summed NLL.</p>",
+        metrics_table(result.metrics),
+        "<h2>Training</h2>",
+    ]
+    if log.train_loss:
+        parts.append(_image(plots.figure_png(plots.loss_figure(result)), "loss curves", "loss"))
+    else:
+        parts.append("<p>Nothing was trained.</p>")
+    count = min(sessions, len(dataset.session_ids))
+    if count:
+        parts += [
+            "<h2>Sessions</h2>",
+            f"<p>The first {count} session(s) of the data: the choices, the choice "
+            "probabilities of the network and of the equation model, and their states.</p>",
+        ]
+        models = {"network": result.network, "equations": result.fitted_text}
+        for index in range(count):
+            figure = plots.session_figure(models, dataset, index)
+            label = dataset.session_ids[index]
+            parts.append(_image(plots.figure_png(figure), f"session {label}", f"session-{index}"))
+    coefficients = plots.participant_coefficients(result)
+    if coefficients:
+        figure = plots.coefficient_figure(coefficients, plots.pooled_coefficients(result))
+        parts += [
+            "<h2>Per-participant coefficients</h2>",
+            "<p>Each participant's own coefficients: the terms of each discovered equation "
+            "refit by least squares to that participant's network, and the per-participant "
+            "params. The line is the value shared by the fitted model.</p>",
+            _image(plots.figure_png(figure), "per-participant coefficients", "coefficients"),
+        ]
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _module_text(module, name: str) -> str:
+    """``module NAME updates TARGET when ...``, as the model file says."""
+    if module is None:
+        return f"module {name}"
+    kind = module.filter.kind
+    if kind == "condition":
+        when = f"when {module.filter.condition}"
+    elif kind == "all":
+        when = _FILTER_TEXT[kind]
+    else:
+        when = f"when {_FILTER_TEXT.get(kind, kind)}"
+    return f"module {name} updates {module.target} {when}"
+
+
+def write_report(
+    result: FitResult, dataset: Dataset, path: str | Path, sessions: int = REPORT_SESSIONS
+) -> Path:
+    """Write ``report.html`` for a fit, atomically.
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit.
+    dataset : Dataset
+        The data it was fitted to (its first sessions are drawn).
+    path : str or Path
+        The file to write (its folder must exist).
+    sessions : int
+        How many sessions to draw.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from spicedsl.files import write_atomic
+
+    write_atomic(path, report_html(result, dataset, sessions))
+    return Path(path)
