@@ -46,8 +46,8 @@ class Batch:
         The network still runs over every session (their trials are shared, not
         copied), so one forward pass serves a training and a validation split.
         """
-        keep = torch.zeros(self.targets.shape[1], dtype=torch.bool)
-        keep[torch.as_tensor(sessions, dtype=torch.long)] = True
+        keep = torch.zeros(self.targets.shape[1], dtype=torch.bool, device=self.targets.device)
+        keep[torch.as_tensor(sessions, dtype=torch.long, device=keep.device)] = True
         targets = torch.where(keep, self.targets, IGNORE)
         return Batch(self.trials, self.chosen, targets, self.participants)
 
