@@ -56,7 +56,7 @@ def generative_network(model, n_actions: int, n_participants: int = 1, weights=N
     """The network of a fully specified model, or of a fitted one with its ``weights``."""
     from spicedsl.codegen.instantiate import network_class
     from spicedsl.errors import SpiceError
-    from spicedsl.fitting import load_weights
+    from spicedsl.fitting import load_weights, weights_hidden_size
 
     if weights is None and not model.is_generative:
         unknown = [m.name for m in model.learned_modules] + [
@@ -66,9 +66,10 @@ def generative_network(model, n_actions: int, n_participants: int = 1, weights=N
             f"model '{model.name}' is not fully specified: {', '.join(unknown)} "
             "still need values\nhint: fit it first ('spicedsl fit'), then use the fitted model"
         )
-    net = network_class(model)(n_actions, n_participants)
-    if weights is not None:
-        load_weights(net, weights)
+    if weights is None:
+        return network_class(model)(n_actions, n_participants)
+    net = network_class(model)(n_actions, n_participants, weights_hidden_size(weights))
+    load_weights(net, weights)
     return net
 
 
@@ -94,10 +95,12 @@ def simulate(
     n_actions: int | None = None,
     seed: int = 0,
     sigma: float = 0.2,
+    n_participants: int = 1,
     weights: str | Path | None = None,
 ):
     """Simulate a fully specified model in a drifting bandit.
 
+    Sessions are dealt to ``n_participants`` participants in turn (labelled 1, 2, ...).
     Returns the :class:`Dataset` and the latents (choice probabilities and states).
     """
     import numpy as np
@@ -112,5 +115,7 @@ def simulate(
 
         raise UsageError(f"the model has {model_ir.n_actions} actions, not {n_actions}")
     torch.manual_seed(seed)
-    net = generative_network(model_ir, n_actions, weights=weights)
-    return run(net, n_sessions, n_trials, np.random.default_rng(seed), sigma=sigma)
+    net = generative_network(model_ir, n_actions, n_participants, weights=weights)
+    participants = np.arange(n_sessions) % n_participants
+    rng = np.random.default_rng(seed)
+    return run(net, n_sessions, n_trials, rng, participants=participants, sigma=sigma)

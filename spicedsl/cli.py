@@ -45,8 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("models", nargs="+", metavar="MODEL")
 
     fmt = commands.add_parser("fmt", help="print a model in canonical form")
-    fmt.add_argument("model", metavar="MODEL")
-    fmt.add_argument("--check", action="store_true", help="print nothing; exit 1 if not canonical")
+    fmt.add_argument("models", nargs="+", metavar="MODEL", help="one file, or several with --check")
+    fmt.add_argument(
+        "--check", action="store_true", help="print nothing; exit 1 if any file is not canonical"
+    )
 
     compile_ = commands.add_parser("compile", help="print the generated torch module")
     compile_.add_argument("model", metavar="MODEL")
@@ -58,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--trials", type=int, default=100, help="trials each (default 100)")
     simulate.add_argument("--actions", type=int, help="actions, if the model does not say")
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument(
+        "--participants", type=int, default=1, help="participants the sessions are dealt to (1)"
+    )
     simulate.add_argument(
         "--sigma", type=float, default=0.2, help="reward-probability drift per trial (0.2)"
     )
@@ -177,15 +182,18 @@ def _fmt(args: argparse.Namespace) -> int:
     from spicedsl.printer import format_program
     from spicedsl.syntax.parser import parse
 
-    source = read_source(Path(args.model))
-    formatted = format_program(parse(source.text, source.name), source.text)
-    if args.check:
-        if formatted != source.text:
-            print(f"{args.model}: not in canonical form (run 'spicedsl fmt')", file=sys.stderr)
-            return 1
-        return 0
-    sys.stdout.write(formatted)
-    return 0
+    if not args.check and len(args.models) > 1:
+        raise UsageError("fmt prints one file; use --check to check several")
+    canonical = True
+    for path in args.models:
+        source = read_source(Path(path))
+        formatted = format_program(parse(source.text, source.name), source.text)
+        if not args.check:
+            sys.stdout.write(formatted)
+        elif formatted != source.text:
+            print(f"{path}: not in canonical form (run 'spicedsl fmt')", file=sys.stderr)
+            canonical = False
+    return 0 if canonical else 1
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -203,7 +211,7 @@ def _compile(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from spicedsl.api import simulate
 
-    for flag in ("sessions", "trials"):
+    for flag in ("sessions", "trials", "participants"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag} must be at least 1")
     dataset, latents = simulate(
@@ -213,6 +221,7 @@ def _simulate(args: argparse.Namespace) -> int:
         n_actions=args.actions,
         seed=args.seed,
         sigma=args.sigma,
+        n_participants=args.participants,
         weights=args.network,
     )
     dataset.to_csv(args.output)

@@ -16,7 +16,7 @@ import torch
 
 from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
-from spicedsl.errors import DataError, FitError
+from spicedsl.errors import DataError, FitError, SpiceError
 from spicedsl.files import new_output_dir, write_atomic
 from spicedsl.fitted import fitted_program, refit_program
 from spicedsl.frontend import checked_program, load_ir, read_source
@@ -149,10 +149,31 @@ def save_weights(net: BaseRNN, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def weights_hidden_size(path: str | Path) -> int:
+    """The hidden size of the module networks in a ``network.npz`` (the default if none)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in archive.files:
+                if key.startswith("nets.") and key.endswith(".out_weight"):
+                    return int(archive[key].shape[0])
+    except (OSError, ValueError) as error:
+        raise SpiceError(f"cannot read network weights '{path}': {error}") from None
+    return FitSettings().hidden_size
+
+
 def load_weights(net: BaseRNN, path: str | Path) -> None:
     """Load weights written by :func:`save_weights` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as archive:
-        net.load_state_dict({k: torch.as_tensor(archive[k]) for k in archive.files})
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            net.load_state_dict({k: torch.as_tensor(archive[k]) for k in archive.files})
+    except (OSError, ValueError) as error:
+        raise SpiceError(f"cannot read network weights '{path}': {error}") from None
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise SpiceError(
+            f"the weights in '{path}' do not fit this model ({first})\n"
+            "hint: use the model file, actions and participants of the fit that wrote them"
+        ) from None
 
 
 def fit(

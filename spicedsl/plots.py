@@ -121,25 +121,9 @@ def model_network(
     if isinstance(model, BaseRNN):
         return model.eval()
     from spicedsl.api import generative_network
-    from spicedsl.codegen.instantiate import network_class
-    from spicedsl.fitting import load_weights
     from spicedsl.frontend import load_ir
 
-    model_ir = load_ir(model)
-    if weights is None:
-        return generative_network(model_ir, n_actions, n_participants).eval()
-    net = network_class(model_ir)(n_actions, n_participants, hidden_size=_hidden_size(weights))
-    load_weights(net, weights)
-    return net.eval()
-
-
-def _hidden_size(weights: str | Path) -> int:
-    """The hidden size of the module networks stored in a ``network.npz`` (8 if none)."""
-    with np.load(weights, allow_pickle=False) as archive:
-        for key in archive.files:
-            if key.startswith("nets.") and key.endswith(".out_weight"):
-                return int(archive[key].shape[0])
-    return 8
+    return generative_network(load_ir(model), n_actions, n_participants, weights).eval()
 
 
 def fitted_networks(

@@ -142,3 +142,14 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"error: cannot read model file '{binary}'" in result.stderr
     assert_no_traceback(result)
+
+
+def test_fmt_check_takes_several_files(tmp_path: Path) -> None:
+    messy = tmp_path / "messy.spice"
+    messy.write_text("model m\nstate x=0\nparam b = 1\nlogits = b*x\n")
+    examples = sorted(str(p) for p in (ROOT / "examples").glob("*.spice"))
+    assert spicedsl("fmt", "--check", *examples).returncode == 0
+    done = spicedsl("fmt", "--check", *examples, str(messy))
+    assert done.returncode == 1
+    assert done.stderr == f"{messy}: not in canonical form (run 'spicedsl fmt')\n"
+    assert spicedsl("fmt", *examples[:2]).returncode == 2

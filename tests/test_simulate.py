@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,26 @@ def test_cli_simulate_into_a_missing_folder_is_a_clear_error(tmp_path):
     assert done.returncode == 1
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
     assert not target.parent.exists()
+
+
+def test_cli_simulate_deals_sessions_to_participants(tmp_path):
+    target = tmp_path / "d.csv"
+    command = [sys.executable, "-m", "spicedsl.cli", "simulate", str(Q_LEARNING), "-o", str(target)]
+    options = ["--sessions", "5", "--trials", "2", "--participants", "2"]
+    done = subprocess.run(command + options, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    loaded = load_dataset(target)
+    assert loaded.participant_ids == ("1", "2")
+    assert loaded.participant_index.tolist() == [0, 1, 0, 1, 0]
+
+
+def test_cli_reads_an_hbayesdm_file_through_flags_alone(tmp_path):
+    rows = ["subjID\tchoice\toutcome"]
+    rows += [f"{s}\t{1 + (t % 2)}\t{1 if t % 3 else -1}" for s in (101, 102) for t in range(6)]
+    data = tmp_path / "gng.txt"
+    data.write_text("\n".join(rows) + "\n")
+    command = [sys.executable, "-m", "spicedsl.cli", "evaluate", str(Q_LEARNING), str(data)]
+    flags = ["--session-column", "subjID", "--reward-column", "outcome", "--json"]
+    done = subprocess.run(command + flags, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n_trials"] == 2 * 5
