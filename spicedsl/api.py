@@ -26,16 +26,39 @@ def load_model(path_or_text: str | Path, n_actions: int = 2, n_participants: int
     return network_class(load_ir(path_or_text))(n_actions, n_participants, **options)
 
 
-def read_data(path: str | Path, model, **options):
-    """Load a data file for ``model`` (its extra input columns and action count).
+def read_data(path: str | Path, model, *more_models, **options):
+    """Load a data file for ``model`` and any ``more_models`` drawn beside it: every extra
+    input column they read, their rewards, and the first model's action count.
 
     ``options`` go to :func:`spicedsl.runtime.data.load_dataset` (``columns``, ``sep``,
     ``choice_base``, ``rescale_rewards``, ``n_actions``).
     """
+    import numpy as np
+
+    from spicedsl.errors import DataError
     from spicedsl.runtime.data import load_dataset
 
+    models = (model, *more_models)
     options.setdefault("n_actions", model.n_actions)
-    return load_dataset(path, inputs=model.data_columns, **options)
+    inputs = list(dict.fromkeys(column for m in models for column in m.data_columns))
+    dataset = load_dataset(path, inputs=inputs, **options)
+    if any(m.reads_every_reward for m in models):
+        if dataset.rewards is None:
+            raise DataError(
+                "the model reads data.rewards but the file has no columns "
+                f"reward_0 .. reward_{dataset.n_actions - 1}",
+                path=str(path),
+            )
+        missing = ~np.isfinite(dataset.rewards) & dataset.mask[..., None]
+        if missing.any():
+            session, trial, action = (int(i) for i in np.argwhere(missing)[0])
+            raise DataError(
+                f"the model reads data.rewards, but session {dataset.session_ids[session]} "
+                f"has no reward for action {action} on its trial {trial + 1}",
+                path=str(path),
+                column=f"reward_{action}",
+            )
+    return dataset
 
 
 def fit(model: str | Path, data, **options):
@@ -109,6 +132,11 @@ def simulate(
     from spicedsl.runtime.simulate import simulate as run
 
     model_ir = load_ir(model)
+    if model_ir.data_columns:
+        from spicedsl.errors import UsageError
+
+        columns = ", ".join(f"data.{c}" for c in model_ir.data_columns)
+        raise UsageError(f"simulate can only make rewards; it cannot make {columns}")
     n_actions = n_actions or model_ir.n_actions or 2
     if model_ir.n_actions is not None and n_actions != model_ir.n_actions:
         from spicedsl.errors import UsageError
@@ -118,4 +146,12 @@ def simulate(
     net = generative_network(model_ir, n_actions, n_participants, weights=weights)
     participants = np.arange(n_sessions) % n_participants
     rng = np.random.default_rng(seed)
-    return run(net, n_sessions, n_trials, rng, participants=participants, sigma=sigma)
+    return run(
+        net,
+        n_sessions,
+        n_trials,
+        rng,
+        participants=participants,
+        sigma=sigma,
+        every_reward=model_ir.reads_every_reward,
+    )

@@ -7,6 +7,7 @@ message and exit code 1 (2 for a wrong command line), never with a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,10 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         fit.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=int if option.integer else float,
+            type=_option_value(option),
             help=option.help + " (overrides the model file)",
         )
-    _data_options(fit)
+    _add_data_options(fit)
 
     plot = commands.add_parser("plot", help="draw one session: choices, probabilities, states")
     plot.add_argument("model", metavar="MODEL", help="a fully specified or a fitted model")
@@ -103,20 +104,37 @@ def _parser() -> argparse.ArgumentParser:
         "--fitted", metavar="OUTDIR", help="draw the network and equations of this fit of MODEL"
     )
     plot.add_argument("-o", "--output", required=True, metavar="SESSION.png")
-    _data_options(plot)
+    _add_data_options(plot)
 
     evaluate = commands.add_parser("evaluate", help="NLL, accuracy, AIC, BIC of a model")
     evaluate.add_argument("model", metavar="MODEL")
     evaluate.add_argument("data", metavar="DATA")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    _data_options(evaluate)
+    _add_data_options(evaluate)
     return parser
 
 
-def _data_options(parser: argparse.ArgumentParser) -> None:
+def _option_value(option):
+    """An argparse type that reads a number and checks it against the option's range."""
+
+    def read(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        problem = option.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{option.name} {problem}")
+        return int(value) if option.integer else value
+
+    read.__name__ = option.name
+    return read
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reading the data file")
     group.add_argument("--sep", help="column separator (default: from the header line)")
-    for field in ("session", "choice", "reward", "participant"):
+    for field in _COLUMN_FIELDS:
         group.add_argument(f"--{field}-column", metavar="NAME", help=f"column holding the {field}")
     group.add_argument(
         "--choice-base", type=int, choices=(0, 1), help="first action's code (default: auto)"
@@ -126,24 +144,30 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_data(args: argparse.Namespace, model):
-    from spicedsl.api import read_data
+_COLUMN_FIELDS = ("session", "choice", "reward", "participant", "block", "experiment")
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, object]:
+    """The options of :func:`spicedsl.api.read_data` that the data flags set."""
     from spicedsl.runtime.data import ColumnMap
 
     mapping = {
         field: getattr(args, f"{field}_column")
-        for field in ("session", "choice", "reward", "participant")
+        for field in _COLUMN_FIELDS
         if getattr(args, f"{field}_column")
     }
-    sep = {"tab": "\t", "\\t": "\t"}.get(args.sep, args.sep)
-    return read_data(
-        args.data,
-        model,
-        columns=ColumnMap(**mapping),
-        sep=sep,
-        choice_base=args.choice_base,
-        rescale_rewards=not args.no_rescale,
-    )
+    return {
+        "columns": ColumnMap(**mapping),
+        "sep": {"tab": "\t", "\\t": "\t"}.get(args.sep, args.sep),
+        "choice_base": args.choice_base,
+        "rescale_rewards": not args.no_rescale,
+    }
+
+
+def _read_data(args: argparse.Namespace, model):
+    from spicedsl.api import read_data
+
+    return read_data(args.data, model, **_data_options(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,9 +235,13 @@ def _compile(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from spicedsl.api import simulate
 
-    for flag in ("sessions", "trials", "participants"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag} must be at least 1")
+    for flag, least in (("sessions", 1), ("trials", 2), ("participants", 1), ("actions", 2)):
+        if getattr(args, flag) is not None and getattr(args, flag) < least:
+            raise UsageError(f"--{flag} must be at least {least}")
+    if not 0 <= args.sigma < math.inf:
+        raise UsageError("--sigma must be a finite number, at least 0")
+    if args.latents and Path(args.latents).resolve() == Path(args.output).resolve():
+        raise UsageError("--latents and -o name the same file")
     dataset, latents = simulate(
         Path(args.model),
         args.sessions,
@@ -237,12 +265,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from spicedsl.files import new_output_dir
+    from spicedsl.files import check_output_dir
     from spicedsl.fitting import fit
     from spicedsl.frontend import load_ir
 
     if args.output:
-        new_output_dir(args.output, args.overwrite)
+        out = check_output_dir(args.output, args.overwrite).resolve()
+        for given in (args.model, args.data):
+            if Path(given).resolve().parent == out:
+                raise UsageError(f"{given} is inside the output folder; choose another -o")
     model_path = Path(args.model)
     data = _read_data(args, load_ir(model_path))
     settings = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
@@ -268,18 +299,16 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from spicedsl.frontend import load_ir
     from spicedsl.plots import plot_command
 
-    model_path = Path(args.model)
-    data = _read_data(args, load_ir(model_path))
     written = plot_command(
-        model_path,
-        data,
+        Path(args.model),
+        args.data,
         args.session,
         output=args.output,
         truth=args.truth,
         fitted=args.fitted,
+        **_data_options(args),
     )
     print(f"wrote {written}", file=sys.stderr)
     return 0

@@ -19,6 +19,8 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     'hello'
     """
     path = Path(path)
+    if path.is_dir():
+        raise SpiceError(f"cannot write '{path}': it is a folder; name a file")
     if not path.parent.is_dir():
         raise SpiceError(f"cannot write '{path}': folder '{path.parent}' does not exist")
     mode = "wb" if isinstance(data, bytes) else "w"
@@ -35,12 +37,19 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
         raise
 
 
-def new_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Create the output folder ``path``; refuse a non-empty one unless ``overwrite``."""
+def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Refuse ``path`` as an output folder if it is a file, or non-empty without
+    ``overwrite``; create nothing, so that a run failing early leaves nothing behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SpiceError(f"output '{path}' exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise SpiceError(f"output folder '{path}' is not empty; choose another or pass --overwrite")
+    return path
+
+
+def new_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Create the output folder ``path`` after :func:`check_output_dir`."""
+    path = check_output_dir(path, overwrite)
     path.mkdir(parents=True, exist_ok=True)
     return path

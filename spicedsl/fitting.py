@@ -6,6 +6,7 @@ import json
 import math
 import platform
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
-from spicedsl.errors import DataError, FitError, SpiceError
+from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
 from spicedsl.fitted import fitted_program, refit_program
 from spicedsl.frontend import checked_program, load_ir, read_source
@@ -156,7 +157,7 @@ def weights_hidden_size(path: str | Path) -> int:
             for key in archive.files:
                 if key.startswith("nets.") and key.endswith(".out_weight"):
                     return int(archive[key].shape[0])
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise SpiceError(f"cannot read network weights '{path}': {error}") from None
     return FitSettings().hidden_size
 
@@ -166,7 +167,7 @@ def load_weights(net: BaseRNN, path: str | Path) -> None:
     try:
         with np.load(path, allow_pickle=False) as archive:
             net.load_state_dict({k: torch.as_tensor(archive[k]) for k in archive.files})
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise SpiceError(f"cannot read network weights '{path}': {error}") from None
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
@@ -218,8 +219,10 @@ def fit(
     for name, value in settings.items():
         problem = OPTIONS[name].problem(value)
         if problem:
-            raise FitError(f"option {name} {problem}")
+            raise UsageError(f"option {name} {problem}")
     fit_settings = model_ir.fit.replace(**settings)
+    if threads < 1 or digits < 1:
+        raise UsageError("threads and digits must be at least 1")
     n_actions = _check_actions(model_ir, data)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -275,7 +278,10 @@ def fit(
         equations = {
             name: replace(eq, terms=tuple(refitted[name])) for name, eq in equations.items()
         }
-        n_free = len(values) + len(coefficient_params)
+        per_participant = {p.name for p in refit_ir.params if p.per_participant}
+        n_free = len(coefficient_params) + sum(
+            n_participants if name in per_participant else 1 for name in values
+        )
         bic = choice_metrics(equation_net, train, n_free)["bic"]
         thresholds = {name: spec.threshold for name, spec in net.module_specs.items()}
         if any(abs(c) < thresholds[name] for name, eq in equations.items() for c, _ in eq.terms):
@@ -413,8 +419,7 @@ def count_free_parameters(model: ir.Model) -> int:
 def _check_actions(model: ir.Model, data: Dataset) -> int:
     if model.n_actions is not None and model.n_actions != data.n_actions:
         raise DataError(
-            f"the model has {model.n_actions} actions but the data has {data.n_actions}",
-            hint="change 'actions' in the model, or pass --actions to read the data",
+            f"the model has {model.n_actions} actions but the data has {data.n_actions}"
         )
     return model.n_actions or data.n_actions
 
@@ -424,11 +429,11 @@ def _split(
 ) -> tuple[np.ndarray, np.ndarray]:
     n = len(data.session_ids)
     if not 0 <= fraction < 1:
-        raise FitError(f"the validation fraction must be in [0, 1), not {fraction}")
+        raise UsageError(f"the validation fraction must be in [0, 1), not {fraction}")
     order = rng.permutation(n)
     n_held = int(round(fraction * n))
     if fraction and (n_held == 0 or n_held == n):
-        raise FitError(
+        raise UsageError(
             f"cannot hold out {fraction:g} of {n} sessions for validation; "
             "pass --validation 0 to use them all for training"
         )
@@ -439,7 +444,9 @@ def _device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise FitError(f"unknown device '{name}'; use cpu or cuda") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device '{name}'; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FitError("device 'cuda' was asked for, but torch sees no CUDA GPU here")
     return device

@@ -26,13 +26,9 @@ def read_source(path_or_text: str | Path) -> Source:
     try:
         return Source(text, Path(text).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelError(None, [_no_file(f"model file '{text}' does not exist")]) from None
+        raise ModelError(None, [Diagnostic(f"model file '{text}' does not exist")]) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ModelError(None, [_no_file(f"cannot read model file '{text}': {error}")]) from None
-
-
-def _no_file(message: str) -> Diagnostic:
-    return Diagnostic(message)
+        raise ModelError(None, [Diagnostic(f"cannot read model file '{text}': {error}")]) from None
 
 
 def checked_program(source: Source) -> ast.Program:

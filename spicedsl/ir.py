@@ -138,6 +138,11 @@ class Model:
         return tuple(c.column for c in self.controls if c.column and c.column not in fixed)
 
     @cached_property
+    def reads_every_reward(self) -> bool:
+        """True when the model reads every action's reward (``data.rewards``)."""
+        return any(c.column == REWARDS_COLUMN for c in self.controls)
+
+    @cached_property
     def is_generative(self) -> bool:
         """True when every mechanism is known: no learnable module, every param fixed."""
         return not self.learned_modules and all(p.fixed for p in self.params)

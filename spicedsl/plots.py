@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from spicedsl.errors import UsageError
 from spicedsl.runtime.batch import make_batch
 from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.network import BaseRNN
@@ -72,7 +73,7 @@ def session_index(dataset: Dataset, session: int | str) -> int:
 
     Raises
     ------
-    ValueError
+    UsageError
         If there is no such session.
 
     Examples
@@ -90,10 +91,10 @@ def session_index(dataset: Dataset, session: int | str) -> int:
             return dataset.session_ids.index(session)
         shown = ", ".join(repr(s) for s in dataset.session_ids[:5])
         more = ", ..." if n > 5 else ""
-        raise ValueError(f"no session {session!r} in the data; its sessions are {shown}{more}")
+        raise UsageError(f"no session {session!r} in the data; its sessions are {shown}{more}")
     index = int(session)
     if not 0 <= index < n:
-        raise ValueError(f"session index {index} is out of range: the data has {n} sessions")
+        raise UsageError(f"session index {index} is out of range: the data has {n} sessions")
     return index
 
 
@@ -597,11 +598,8 @@ def plot_command(
     if isinstance(data, Dataset):
         dataset = data
     else:
-        columns = list(model_ir.data_columns)
-        if truth_ir is not None:
-            columns += [c for c in truth_ir.data_columns if c not in columns]
-        data_options.setdefault("n_actions", model_ir.n_actions)
-        dataset = read_data(data, _Columns(columns, model_ir.n_actions), **data_options)
+        others = (truth_ir,) if truth_ir is not None else ()
+        dataset = read_data(data, model_ir, *others, **data_options)
     n_participants = len(dataset.participant_ids)
     models: dict[str, ModelLike] = {}
     if truth is not None:
@@ -613,11 +611,3 @@ def plot_command(
     fig = session_figure(models, dataset, session)
     write_atomic(output, figure_png(fig))
     return Path(output)
-
-
-class _Columns:
-    """What :func:`spicedsl.api.read_data` reads of a model: its columns and actions."""
-
-    def __init__(self, data_columns: list[str], n_actions: int | None) -> None:
-        self.data_columns = tuple(data_columns)
-        self.n_actions = n_actions

@@ -12,7 +12,11 @@ same options, checked by the same rules.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+# The most actions a task may have (in a model's `actions`, or inferred from data).
+MAX_ACTIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class Option:
 
     def problem(self, value: float) -> str | None:
         """Why ``value`` is invalid for this option, or None when it is valid."""
+        if not math.isfinite(value):
+            return "must be a finite number"
         if self.integer and value != int(value):
             return "must be a whole number"
         if value < self.minimum or (value == self.minimum and not self.minimum_inclusive):

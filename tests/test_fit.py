@@ -231,3 +231,28 @@ def test_evaluate_json_has_the_documented_keys():
     metrics = json.loads(done.stdout)
     assert set(metrics) >= {"nll_per_trial", "accuracy", "n_trials", "n_params", "aic", "bic"}
     assert metrics["n_trials"] == 100 * 99
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--epochs", "0"], ["--learning-rate", "nan"], ["--validation", "1.5"], ["--threads", "0"]],
+)
+def test_cli_fit_rejects_bad_option_values_as_usage_errors(flags, tmp_path, small_data):
+    data = tmp_path / "data.csv"
+    small_data.to_csv(data)
+    done = run_cli(
+        "fit", "examples/learning_rate.spice", str(data), "-o", str(tmp_path / "o"), *flags
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_fit_refuses_an_output_folder_holding_its_input(tmp_path):
+    model = tmp_path / "model.spice"
+    model.write_text((EXAMPLES / "q_learning.spice").read_text())
+    done = run_cli(
+        "fit", str(model), "examples/data/q_learning.csv", "-o", str(tmp_path), "--overwrite"
+    )
+    assert done.returncode == 2 and "inside the output folder" in done.stderr
+    assert model.read_text() == (EXAMPLES / "q_learning.spice").read_text()

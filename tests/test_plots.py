@@ -132,9 +132,9 @@ def test_three_actions_draw_every_action_probability(data):
 
 
 def test_bad_sessions_and_models_are_named(data):
-    with pytest.raises(ValueError, match="no session 'x'"):
+    with pytest.raises(SpiceError, match="no session 'x'"):
         plots.session_figure({"truth": Q_LEARNING}, data, "x")
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(SpiceError, match="out of range"):
         plots.session_figure({"truth": Q_LEARNING}, data, 5)
     with pytest.raises(SpiceError, match="not fully specified"):
         plots.session_figure({"seed": LEARNING_RATE}, data, 0)

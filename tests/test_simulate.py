@@ -136,3 +136,38 @@ def test_cli_reads_an_hbayesdm_file_through_flags_alone(tmp_path):
     done = subprocess.run(command + flags, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["n_trials"] == 2 * 5
+
+
+COUNTERFACTUAL = """model counterfactual
+state v = 0.5
+control c_rewards = data.rewards
+module learn_all updates v when all
+    learn_all = v + 0.3 * (c_rewards - v)
+param beta = 3
+logits = beta * v
+"""
+
+
+def test_a_model_reading_every_reward_simulates_and_reads_them_back(tmp_path):
+    dataset, _ = api.simulate(COUNTERFACTUAL, 4, 6, seed=2)
+    path = tmp_path / "cf.csv"
+    dataset.to_csv(path)
+    assert path.read_text().splitlines()[0] == "session,participant,choice,reward,reward_0,reward_1"
+    assert api.evaluate(COUNTERFACTUAL, path)["n_trials"] == 4 * 5
+
+
+def test_a_model_reading_every_reward_needs_those_columns(tmp_path):
+    factual, _ = api.simulate(Q_LEARNING, 2, 3, seed=2)
+    path = tmp_path / "factual.csv"
+    factual.to_csv(path)
+    with pytest.raises(SpiceError, match="reads data.rewards but the file has no columns"):
+        api.evaluate(COUNTERFACTUAL, path)
+    path.write_text("session,choice,reward,reward_0,reward_1\n1,0,1,1,NA\n1,1,0,1,0\n")
+    with pytest.raises(SpiceError, match="no reward for action 1 on its trial 1"):
+        api.evaluate(COUNTERFACTUAL, path)
+
+
+def test_simulate_refuses_a_model_reading_a_column_it_cannot_make():
+    model = COUNTERFACTUAL.replace("data.rewards", "data.cue")
+    with pytest.raises(SpiceError, match="cannot make data.cue"):
+        api.simulate(model, 2, 3)

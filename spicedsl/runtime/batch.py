@@ -27,10 +27,6 @@ class Batch:
     targets: torch.Tensor
     participants: torch.Tensor
 
-    @property
-    def n_predictions(self) -> int:
-        return int((self.targets != IGNORE).sum())
-
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on ``device``."""
         return Batch(

@@ -36,6 +36,7 @@ import numpy as np
 
 from spicedsl.errors import DataError
 from spicedsl.files import write_atomic
+from spicedsl.settings import MAX_ACTIONS
 
 #: Fields of a counterfactual reward column that mean "not observed".
 _MISSING_TOKENS = frozenset({"", "NA"})
@@ -51,7 +52,6 @@ _ROLE_TEXT = {
 }
 
 #: Largest number of actions inferred from the choices; a larger choice is a mistake.
-MAX_INFERRED_ACTIONS = 1024
 
 _SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
 
@@ -683,7 +683,7 @@ def _choices(
             message = f"choice {values[index]} is out of range: choices were declared 1-based"
             hint = "this file seems to count actions from 0"
         raise rows.error(message, index, column, hint)
-    limit = n_actions if n_actions is not None else MAX_INFERRED_ACTIONS
+    limit = n_actions if n_actions is not None else MAX_ACTIONS
     above = np.flatnonzero(raw - base >= limit)
     if above.size:
         index = int(above[0])

@@ -17,12 +17,16 @@ def simulate(
     rng: np.random.Generator,
     participants: np.ndarray | None = None,
     sigma: float = 0.2,
+    every_reward: bool = False,
 ) -> tuple[Dataset, dict[str, np.ndarray]]:
     """Let ``net`` play ``n_sessions`` sessions of a drifting ``net.n_actions``-armed bandit.
 
     Every session starts with the same value in each action's entry of every state, so
     the first choice is uniform. After that, each choice is drawn from the softmax of
     the logits computed after the previous trial.
+
+    With ``every_reward``, the dataset also keeps every action's reward (as for a model
+    that reads ``data.rewards``), so that it is written as ``reward_0, reward_1, ...``.
 
     Returns
     -------
@@ -66,7 +70,7 @@ def simulate(
     dataset = Dataset(
         choices=choices,
         reward=reward_chosen.astype(np.float32),
-        rewards=None,
+        rewards=rewards.astype(np.float32) if every_reward else None,
         inputs={},
         lengths=np.full(n_sessions, n_trials, dtype=np.int64),
         session_ids=tuple(str(i + 1) for i in range(n_sessions)),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -40,7 +39,6 @@ class TrainingLog:
     validation_loss: list[float] = field(default_factory=list)
     stopped: str = "max_epochs"  # or "converged", "interrupted"
     best_epoch: int = 0
-    seconds: float = 0.0
 
 
 def train_network(
@@ -68,7 +66,6 @@ def train_network(
     log = TrainingLog()
     best_loss, best_state = math.inf, _copy_state(net)
     smoothed_change, calm_epochs, previous = None, 0, None
-    start = time.perf_counter()
     bar = Progress(settings.epochs, "training", enabled=progress)
     net.train()
     # When validation sessions run in the training batch (see Batch.predicting) and no
@@ -115,7 +112,6 @@ def train_network(
         bar.close()
     net.load_state_dict(best_state)
     net.eval()
-    log.seconds = time.perf_counter() - start
     return log
 
 

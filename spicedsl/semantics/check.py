@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from spicedsl.errors import Diagnostic, did_you_mean
 from spicedsl.printer import format_expr
 from spicedsl.semantics.functions import ACTIVATIONS, FUNCTIONS
-from spicedsl.settings import OPTIONS
+from spicedsl.settings import MAX_ACTIONS, OPTIONS
 from spicedsl.source import Source, Span
 from spicedsl.syntax import ast
 
@@ -75,8 +75,11 @@ class _Checker:
         d = self.decls
         if d.model is None:
             self.error("the file declares no model; start it with 'model NAME'", None)
-        if d.actions is not None and d.actions.count is not None and d.actions.count < 2:
-            self.error("a task needs at least 2 actions", d.actions.span)
+        if d.actions is not None and d.actions.count is not None:
+            if d.actions.count < 2:
+                self.error("a task needs at least 2 actions", d.actions.span)
+            elif d.actions.count > MAX_ACTIONS:
+                self.error(f"at most {MAX_ACTIONS} actions are supported", d.actions.span)
         for control in d.controls.values():
             if control.state is not None:
                 self.expect_kind(control.state, {"state"}, "a control can only copy")
