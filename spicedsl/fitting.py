@@ -85,6 +85,7 @@ class FitResult:
         return {
             "model": self.model_name,
             "equations": {name: str(expr) for name, expr in self.equations.items()},
+            "equation_samples": {name: eq.n_samples for name, eq in self.discovered.items()},
             "params": self.params,
             "metrics": self.metrics,
             "training": {
