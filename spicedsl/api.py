@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from spicedsl.frontend import load_ir
@@ -75,24 +76,40 @@ def fit(model: str | Path, data, **options):
     return run_fit(model, data, **options)
 
 
-def generative_network(model, n_actions: int, n_participants: int = 1, weights=None):
-    """The network of a fully specified model, or of a fitted one with its ``weights``."""
+def generative_network(
+    model, n_actions: int, n_participants: int = 1, weights=None, param_table=None
+):
+    """The network of a fully specified model, or of a fitted one with its ``weights``.
+
+    ``param_table`` (a :class:`~spicedsl.runtime.param_table.ParamTable` with one row per
+    participant) gives the per-participant params it names their values.
+    """
+    import torch
+
     from spicedsl.codegen.instantiate import network_class
     from spicedsl.errors import SpiceError
     from spicedsl.fitting import load_weights, weights_hidden_size
 
-    if weights is None and not model.is_generative:
-        unknown = [m.name for m in model.learned_modules] + [
-            p.name for p in model.params if not p.fixed
-        ]
+    from_table = set(param_table.values) if param_table is not None else set()
+    unknown = [m.name for m in model.learned_modules] + [
+        p.name for p in model.params if not p.fixed and p.name not in from_table
+    ]
+    if weights is None and unknown:
         raise SpiceError(
             f"model '{model.name}' is not fully specified: {', '.join(unknown)} "
-            "still need values\nhint: fit it first ('spicedsl fit'), then use the fitted model"
+            f"{'needs a value' if len(unknown) == 1 else 'need values'}\n"
+            "hint: fit it first ('spicedsl fit') and use the fitted model, or give "
+            "per-participant params a table (simulate --params)"
         )
     if weights is None:
-        return network_class(model)(n_actions, n_participants)
-    net = network_class(model)(n_actions, n_participants, weights_hidden_size(weights))
-    load_weights(net, weights)
+        net = network_class(model)(n_actions, n_participants)
+    else:
+        net = network_class(model)(n_actions, n_participants, weights_hidden_size(weights))
+        load_weights(net, weights)
+    for name, values in (param_table.values if param_table is not None else {}).items():
+        spec = net.params[name]
+        with torch.no_grad():
+            net.raw_params[name].copy_(torch.tensor([spec.to_raw(v) for v in values]))
     return net
 
 
@@ -120,10 +137,13 @@ def simulate(
     sigma: float = 0.2,
     n_participants: int = 1,
     weights: str | Path | None = None,
+    param_table: str | Path | None = None,
 ):
     """Simulate a fully specified model in a drifting bandit.
 
-    Sessions are dealt to ``n_participants`` participants in turn (labelled 1, 2, ...).
+    Sessions are dealt to ``n_participants`` participants in turn (labelled 1, 2, ...),
+    or to the participants of ``param_table`` (a CSV of per-participant param values, see
+    :mod:`spicedsl.runtime.param_table`), labelled as there.
     Returns the :class:`Dataset` and the latents (choice probabilities and states).
     """
     import numpy as np
@@ -142,11 +162,17 @@ def simulate(
         from spicedsl.errors import UsageError
 
         raise UsageError(f"the model has {model_ir.n_actions} actions, not {n_actions}")
+    table = None
+    if param_table is not None:
+        from spicedsl.runtime.param_table import read_param_table
+
+        table = read_param_table(param_table, model_ir)
+        n_participants = len(table.participant_ids)
     torch.manual_seed(seed)
-    net = generative_network(model_ir, n_actions, n_participants, weights=weights)
+    net = generative_network(model_ir, n_actions, n_participants, weights, table)
     participants = np.arange(n_sessions) % n_participants
     rng = np.random.default_rng(seed)
-    return run(
+    dataset, latents = run(
         net,
         n_sessions,
         n_trials,
@@ -155,3 +181,6 @@ def simulate(
         sigma=sigma,
         every_reward=model_ir.reads_every_reward,
     )
+    if table is not None:
+        dataset = replace(dataset, participant_ids=table.participant_ids)
+    return dataset, latents

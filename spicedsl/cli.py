@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         "--sigma", type=float, default=0.2, help="reward-probability drift per trial (0.2)"
     )
     simulate.add_argument("--network", metavar="NPZ", help="weights of a fitted network")
+    simulate.add_argument(
+        "--params",
+        metavar="TABLE.csv",
+        help="per-participant param values: a participant column, one column per param",
+    )
     simulate.add_argument("-o", "--output", required=True, metavar="DATA.csv")
     simulate.add_argument(
         "--latents", metavar="LATENTS.csv", help="also write probabilities and states"
@@ -251,6 +256,7 @@ def _simulate(args: argparse.Namespace) -> int:
         sigma=args.sigma,
         n_participants=args.participants,
         weights=args.network,
+        param_table=args.params,
     )
     dataset.to_csv(args.output)
     if args.latents:

@@ -171,3 +171,40 @@ def test_simulate_refuses_a_model_reading_a_column_it_cannot_make():
     model = COUNTERFACTUAL.replace("data.rewards", "data.cue")
     with pytest.raises(SpiceError, match="cannot make data.cue"):
         api.simulate(model, 2, 3)
+
+
+TRUTH_4 = ROOT / "examples" / "individual_differences_truth.spice"
+TABLE_4 = ROOT / "examples" / "data" / "individual_differences_params.csv"
+
+
+def test_per_participant_params_come_from_a_table():
+    dataset, latents = api.simulate(TRUTH_4, 6, 40, seed=3, param_table=TABLE_4)
+    assert dataset.participant_ids == ("1", "2")
+    first = dataset.participant_index == 0
+    reference = QLearning(alpha=0.5).next_choice_probabilities(
+        dataset.choices[first], dataset.reward[first].astype(np.float64), 2
+    )
+    np.testing.assert_allclose(latents["probabilities"][first][:, 1:], reference[:, :-1], atol=1e-6)
+    # Participant 2 learns more from rewards than from their absence: not alpha = 0.5.
+    second = QLearning(alpha=0.5).next_choice_probabilities(
+        dataset.choices[~first], dataset.reward[~first].astype(np.float64), 2
+    )
+    assert np.abs(latents["probabilities"][~first][:, 1:] - second[:, :-1]).max() > 0.05
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("participant,alpha_reward,alpha_no_reward\n1,0.5,x\n", ":2: column 'alpha_no_reward'"),
+        ("participant,alpha_reward,alpha_no_reward\n1,0.5,1.5\n", "outside the bounds"),
+        ("participant,alpha_reward,alpha_no_reward\n1,0.5,0.5\n1,0.2,0.2\n", ":3: .*twice"),
+        ("participant,forget\n1,0.3\n", "not a per-participant param without a value"),
+        ("alpha_reward,alpha_no_reward\n0.5,0.5\n", "needs a 'participant' column"),
+        ("participant,alpha_reward\n1,0.5\n", "alpha_no_reward needs a value"),
+    ],
+)
+def test_bad_param_tables_are_named_with_their_row(tmp_path, table, message):
+    path = tmp_path / "params.csv"
+    path.write_text(table)
+    with pytest.raises(SpiceError, match=message):
+        api.simulate(TRUTH_4, 2, 3, param_table=path)
