@@ -200,8 +200,8 @@ def fit(
         From :func:`spicedsl.runtime.data.load_dataset`.
     validation : float
         Fraction of sessions held out from training (0.2 by default). They choose the
-        best epoch and, among the candidate equations, the ones whose equation model
-        predicts their choices best (by BIC); they also give the validation metrics.
+        best epoch and give the validation metrics; equations are chosen by their BIC
+        on the training sessions.
     seed : int
         Seeds every random draw; the same seed gives the same result.
     threads : int
@@ -289,8 +289,18 @@ def fit(
             bic = math.inf  # a term too small to keep: a sparser candidate says the same
         return Refit(equations, values, bic)
 
-    chosen = select_equations(candidates, lambda equations: refit(equations).bic)
-    final = refit(chosen)
+    # Coordinate descent scores the current choice again for every module, and the winner
+    # is needed once more at the end: refit each combination of candidates only once.
+    refits: dict[tuple, Refit] = {}
+
+    def refit_once(equations: dict[str, DiscoveredEquation]) -> Refit:
+        key = tuple((name, eq.terms) for name, eq in sorted(equations.items()))
+        if key not in refits:
+            refits[key] = refit(equations)
+        return refits[key]
+
+    chosen = select_equations(candidates, lambda equations: refit_once(equations).bic)
+    final = refit_once(chosen)
     discovered, params = final.equations, final.params
     fitted_text = fitted_text_of(discovered, params)
     timings["equations_s"] = time.perf_counter() - start
