@@ -77,54 +77,86 @@ def fit(model: str | Path, data, **options):
 
 
 def generative_network(
-    model, n_actions: int, n_participants: int = 1, weights=None, param_table=None
+    model, n_actions: int, n_participants: int = 1, weights=None, participant_values=None
 ):
     """The network of a fully specified model, or of a fitted one with its ``weights``.
 
-    ``param_table`` (a :class:`~spicedsl.runtime.param_table.ParamTable` with one row per
-    participant) gives the per-participant params it names their values.
+    ``participant_values`` (param name -> one value per participant) gives per-participant
+    params their values, as a participant table does.
     """
-    import torch
-
     from spicedsl.codegen.instantiate import network_class
     from spicedsl.errors import SpiceError
     from spicedsl.fitting import load_weights, weights_hidden_size
 
-    from_table = set(param_table.values) if param_table is not None else set()
+    given = set(participant_values or {})
     unknown = [m.name for m in model.learned_modules] + [
-        p.name for p in model.params if not p.fixed and p.name not in from_table
+        p.name for p in model.params if not p.fixed and p.name not in given
     ]
     if weights is None and unknown:
         raise SpiceError(
             f"model '{model.name}' is not fully specified: {', '.join(unknown)} "
             f"{'needs a value' if len(unknown) == 1 else 'need values'}\n"
             "hint: fit it first ('spicedsl fit') and use the fitted model, or give "
-            "per-participant params a table (simulate --params)"
+            "per-participant params a table ('participants from \"table.csv\"')"
         )
     if weights is None:
         net = network_class(model)(n_actions, n_participants)
     else:
         net = network_class(model)(n_actions, n_participants, weights_hidden_size(weights))
         load_weights(net, weights)
-    for name, values in (param_table.values if param_table is not None else {}).items():
-        spec = net.params[name]
-        with torch.no_grad():
-            net.raw_params[name].copy_(torch.tensor([spec.to_raw(v) for v in values]))
+    net.set_participant_values(participant_values or {})
     return net
 
 
-def evaluate(model: str | Path, data, **data_options) -> dict[str, float]:
-    """NLL per trial, accuracy, AIC and BIC of a fully specified model on data."""
+def participant_values(model, participant_ids, unknown: str = "error"):
+    """The values the model's participant table gives each of ``participant_ids``
+    (None when it names no table); notes about unused table rows go to ``warnings``."""
+    import warnings
+
+    from spicedsl.runtime.param_table import model_table
+
+    table = model_table(model)
+    if table is None:
+        return None
+    values, notes = table.for_participants(participant_ids, unknown)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return values
+
+
+def evaluate(
+    model: str | Path, data, unknown_participants: str = "error", **data_options
+) -> dict[str, float]:
+    """NLL per trial, accuracy, AIC and BIC of a fully specified model on data, and with
+    several participants each one's NLL per trial and number of predicted trials (under
+    ``"participants"``).
+
+    Participants of the data that the model's participant table lacks are an error, or
+    with ``unknown_participants="mean"`` get the table's mean values.
+    """
     from spicedsl.fitting import count_free_parameters
     from spicedsl.runtime.batch import make_batch
-    from spicedsl.runtime.metrics import choice_metrics
+    from spicedsl.runtime.metrics import choice_metrics, participant_nll
 
     model_ir = load_ir(model)
     if isinstance(data, (str, Path)):
         data = read_data(data, model_ir, **data_options)
     n_actions = model_ir.n_actions or data.n_actions
-    net = generative_network(model_ir, n_actions, len(data.participant_ids))
-    return choice_metrics(net, make_batch(data, n_actions), count_free_parameters(model_ir))
+    values = participant_values(model_ir, data.participant_ids, unknown_participants)
+    ids = data.participant_ids
+    net = generative_network(model_ir, n_actions, len(ids), None, values)
+    batch = make_batch(data, n_actions)
+    metrics = choice_metrics(net, batch, count_free_parameters(model_ir, values))
+    if len(ids) > 1:
+        nll, n_trials = participant_nll(net, batch, len(ids))
+        metrics["participants"] = {
+            label: {
+                "nll_per_trial": float(nll[i] / max(n_trials[i], 1)),
+                "n_trials": int(n_trials[i]),
+            }
+            for i, label in enumerate(ids)
+        }
+    return metrics
 
 
 def simulate(
@@ -142,7 +174,8 @@ def simulate(
     """Simulate a fully specified model in a drifting bandit.
 
     Sessions are dealt to ``n_participants`` participants in turn (labelled 1, 2, ...),
-    or to the participants of ``param_table`` (a CSV of per-participant param values, see
+    or to the participants of the model's participant table, or of ``param_table`` in
+    its place (a CSV of per-participant param values, see
     :mod:`spicedsl.runtime.param_table`), labelled as there.
     Returns the :class:`Dataset` and the latents (choice probabilities and states).
     """
@@ -162,14 +195,18 @@ def simulate(
         from spicedsl.errors import UsageError
 
         raise UsageError(f"the model has {model_ir.n_actions} actions, not {n_actions}")
-    table = None
-    if param_table is not None:
-        from spicedsl.runtime.param_table import read_param_table
+    from spicedsl.runtime.param_table import model_table, read_param_table, table_bounds
 
-        table = read_param_table(param_table, model_ir)
+    if param_table is not None:
+        bounds = table_bounds(model_ir.table_params)
+        table = read_param_table(param_table, bounds, model_ir.name)
+    else:
+        table = model_table(model_ir)
+    if table is not None:
         n_participants = len(table.participant_ids)
     torch.manual_seed(seed)
-    net = generative_network(model_ir, n_actions, n_participants, weights, table)
+    values = table.values if table is not None else None
+    net = generative_network(model_ir, n_actions, n_participants, weights, values)
     participants = np.arange(n_sessions) % n_participants
     rng = np.random.default_rng(seed)
     dataset, latents = run(

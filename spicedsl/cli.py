@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from spicedsl import __version__
 from spicedsl.errors import EXIT_USAGE_ERROR, SpiceError, UsageError
+from spicedsl.runtime.param_table import UNKNOWN_PARTICIPANTS
 from spicedsl.settings import OPTIONS
 
 DESCRIPTION = """\
@@ -115,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL")
     evaluate.add_argument("data", metavar="DATA")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--unknown-participants",
+        choices=UNKNOWN_PARTICIPANTS,
+        default="error",
+        help="participants the model's participant table lacks: an error (the default), "
+        "or the table's mean values",
+    )
     _add_data_options(evaluate)
     return parser
 
@@ -177,6 +186,7 @@ def _read_data(args: argparse.Namespace, model):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    warnings.showwarning = _note
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
@@ -191,13 +201,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _note(message, *_) -> None:
+    """Print a warning of the library as a note to the user."""
+    print(f"note: {message}", file=sys.stderr)
+
+
 def _check(args: argparse.Namespace) -> int:
-    from spicedsl.frontend import checked_program, read_source
+    from spicedsl.frontend import checked_program, checked_table, read_source
 
     failed = False
     for path in args.models:
         try:
-            checked_program(read_source(Path(path)))
+            source = read_source(Path(path))
+            checked_table(checked_program(source), source)
         except SpiceError as error:
             print(error.render(), file=sys.stderr)
             failed = True
@@ -272,16 +288,18 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from spicedsl.files import check_output_dir
+    from spicedsl.fitted import TABLE_FILE
     from spicedsl.fitting import fit
     from spicedsl.frontend import load_ir
 
+    model_path = Path(args.model)
+    model = load_ir(model_path)
     if args.output:
         out = check_output_dir(args.output, args.overwrite).resolve()
-        for given in (args.model, args.data):
-            if Path(given).resolve().parent == out:
+        for given in (args.model, args.data, model.participant_table):
+            if given and Path(given).resolve().parent == out:
                 raise UsageError(f"{given} is inside the output folder; choose another -o")
-    model_path = Path(args.model)
-    data = _read_data(args, load_ir(model_path))
+    data = _read_data(args, model)
     settings = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
     result = fit(
         model_path,
@@ -296,11 +314,17 @@ def _fit(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(result.fitted_text)
     print(result.summary())
+    if result.participant_table:
+        print(result.participant_summary())
     if result.log.stopped == "interrupted":
         print("training was interrupted; the results use the best network so far", file=sys.stderr)
     if args.output:
         out = result.save(args.output, overwrite=True, dataset=data)
-        print(f"wrote {out}: fitted.spice, report.json, report.html, network.npz", file=sys.stderr)
+        table = f", {TABLE_FILE}" if result.participant_table else ""
+        print(
+            f"wrote {out}: fitted.spice{table}, report.json, report.html, network.npz",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -327,12 +351,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     from spicedsl.frontend import load_ir
 
     model_path = Path(args.model)
-    metrics = evaluate(model_path, _read_data(args, load_ir(model_path)))
+    data = _read_data(args, load_ir(model_path))
+    metrics = evaluate(model_path, data, args.unknown_participants)
     if args.json:
         print(json.dumps(metrics))
-    else:
-        for key, value in metrics.items():
-            print(f"{key:14} {value:.6g}" if isinstance(value, float) else f"{key:14} {value}")
+        return 0
+    participants = metrics.pop("participants", {})
+    for key, value in metrics.items():
+        print(f"{key:14} {value:.6g}" if isinstance(value, float) else f"{key:14} {value}")
+    if participants:
+        print(f"\n{'participant':14} {'nll_per_trial':>13} {'n_trials':>9}")
+        for label, own in participants.items():
+            print(f"{label:14} {own['nll_per_trial']:13.6g} {own['n_trials']:9d}")
     return 0
 
 

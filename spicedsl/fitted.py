@@ -4,10 +4,12 @@ discovered equation and every param given its fitted value."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
-from spicedsl.printer import polynomial
+from spicedsl.printer import format_expr, polynomial
 from spicedsl.runtime.equations import DiscoveredEquation
+from spicedsl.source import Span
 from spicedsl.syntax import ast
 
 
@@ -20,32 +22,67 @@ def round_significant(value: float, digits: int) -> float:
     return float(f"{value:.{digits}g}")
 
 
+# The participant table a fitted model names, written beside ``fitted.spice``.
+TABLE_FILE = "fitted_participants.csv"
+
+
 def fitted_program(
     program: ast.Program,
     equations: Mapping[str, DiscoveredEquation],
     param_values: Mapping[str, float],
     digits: int = 4,
+    table_file: str | None = None,
 ) -> ast.Program:
     """``program`` with discovered equations and fitted params, at ``digits`` precision.
 
-    Statements keep their source spans, so the formatter keeps the comments in place.
-    The participant embedding is dropped: nothing learnable is left to feed.
+    With ``table_file``, per-participant params and the free coefficients of
+    per-participant equations are params ``per participant`` that the model's
+    participant table (``participants from "table_file"``) gives values; their columns
+    are named by :func:`coefficient_params`. Statements keep their source spans, so the
+    formatter keeps the comments in place. The participant embedding is dropped: nothing
+    learnable is left to feed.
     """
-    statements: list[ast.Statement] = []
-    for stmt in program.statements:
-        if isinstance(stmt, ast.ModuleDecl) and stmt.name.id in equations:
-            terms = [
-                (round_significant(c, digits), dict(powers))
-                for c, powers in equations[stmt.name.id].terms
-            ]
-            body = ast.Equation(ast.Name(stmt.name.id), polynomial(terms), span=stmt.body.span)
-            stmt = ast.ModuleDecl(stmt.name, stmt.target, stmt.filter, body, span=stmt.span)
-        elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed and stmt.name.id in param_values:
-            stmt = _valued(stmt, param_values[stmt.name.id], digits, fixed=True)
-        elif isinstance(stmt, ast.EmbeddingDecl):
-            continue
-        statements.append(stmt)
+    named = coefficient_params(program, equations, per_participant_only=True)
+    if table_file is None:
+        named = {}
+
+    def param(stmt: ast.ParamDecl) -> ast.ParamDecl:
+        if stmt.per_participant and table_file is not None:
+            return replace(stmt, value=None, fixed=False)
+        return _valued(stmt, param_values[stmt.name.id], digits, fixed=True)
+
+    rewritten = _rewrite(program, equations, named, param, digits, valued_coefficients=False)
+    # The fitted model names its own table (a table the program named is one of its inputs).
+    statements = [s for s in rewritten if not isinstance(s, ast.ParticipantsDecl)]
+    if table_file is not None:
+        statements.append(ast.ParticipantsDecl(table_file))
     return ast.Program(tuple(statements), program.comments)
+
+
+def participant_columns(
+    program: ast.Program,
+    equations: Mapping[str, DiscoveredEquation],
+    participant_params: Mapping[str, list[float]],
+    digits: int = 4,
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """The columns of a fitted model's participant table, one value per participant,
+    rounded as :func:`fitted_program` rounds, and what each column is, for people.
+
+    The columns are the per-participant params, then the free coefficients of the
+    per-participant equations, named as in the fitted model.
+    """
+    decls = {s.name.id: s for s in program.statements if isinstance(s, ast.ParamDecl)}
+    columns = {
+        name: [_inside_bounds(decls[name], v, digits) for v in values]
+        for name, values in participant_params.items()
+    }
+    labels = {name: "param" for name in columns}
+    for (module, index), name in coefficient_params(program, equations, True).items():
+        equation = equations[module]
+        columns[name] = [round_significant(row[index], digits) for row in equation.per_participant]
+        term = format_expr(polynomial([(1.0, dict(equation.terms[index][1]))]))
+        labels[name] = f"{module}: {term}"
+    return columns, labels
 
 
 def refit_program(
@@ -57,47 +94,90 @@ def refit_program(
 
     Every learnable param starts at its value in ``param_values``, every coefficient at
     its discovered value, so that all of them can be refit to the choices (coefficients
-    snapped to exactly 1 stay fixed). Returns the program and, per coefficient param,
-    its (module, term index).
+    snapped to exactly 1 stay fixed). The coefficients of per-participant equations are
+    params per participant. Returns the program and, per coefficient param, its
+    (module, term index).
     """
-    taken = {s.name.id for s in program.statements if hasattr(s, "name") and s.name}
-    coefficient_params: dict[str, tuple[str, int]] = {}
+    named = coefficient_params(program, equations, per_participant_only=False)
+
+    def param(stmt: ast.ParamDecl) -> ast.ParamDecl:
+        return _valued(stmt, param_values[stmt.name.id], 17, fixed=False)
+
+    statements = _rewrite(program, equations, named, param, 17, valued_coefficients=True)
+    return ast.Program(tuple(statements)), {name: key for key, name in named.items()}
+
+
+def coefficient_params(
+    program: ast.Program, equations: Mapping[str, DiscoveredEquation], per_participant_only: bool
+) -> dict[tuple[str, int], str]:
+    """The param name of each free coefficient, by (module, term index): ``MODULE_cINDEX``,
+    made unique. Coefficients snapped to exactly 1 are structure, not free; with
+    ``per_participant_only``, only those of per-participant equations are named."""
+    taken = {s.name.id for s in program.statements if getattr(s, "name", None)}
+    names: dict[tuple[str, int], str] = {}
+    for stmt in program.statements:
+        equation = equations.get(stmt.name.id) if isinstance(stmt, ast.ModuleDecl) else None
+        if equation is None or (per_participant_only and equation.per_participant is None):
+            continue
+        for index in range(len(equation.terms)):
+            if _structural(equation, index):
+                continue
+            name = f"{stmt.name.id}_c{index}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            names[(stmt.name.id, index)] = name
+    return names
+
+
+def _structural(equation: DiscoveredEquation, index: int) -> bool:
+    """True for a term whose coefficient is exactly 1 (for every participant)."""
+    if equation.per_participant is not None:
+        return all(row[index] == 1 for row in equation.per_participant)
+    return equation.terms[index][0] == 1
+
+
+def _rewrite(
+    program: ast.Program,
+    equations: Mapping[str, DiscoveredEquation],
+    named: Mapping[tuple[str, int], str],
+    param: Callable[[ast.ParamDecl], ast.ParamDecl],
+    digits: int,
+    valued_coefficients: bool,
+) -> list[ast.Statement]:
+    """The statements of ``program`` with each discovered module's equation, ``param``
+    applied to each learnable param, and no embedding. The named coefficients are
+    declared as params just before their module, starting at their discovered values
+    with ``valued_coefficients``, else valueless (a participant table gives them)."""
     statements: list[ast.Statement] = []
     for stmt in program.statements:
+        declared: list[ast.Statement] = []
         if isinstance(stmt, ast.ModuleDecl) and stmt.name.id in equations:
-            terms = []
-            for index, (coefficient, powers) in enumerate(equations[stmt.name.id].terms):
-                if coefficient == 1:  # snapped to 1: structure, not a free coefficient
-                    terms.append((ast.Number(1.0), dict(powers)))
+            equation = equations[stmt.name.id]
+            terms: list[tuple[float | str, dict[str, int]]] = []
+            for index, (coefficient, powers) in enumerate(equation.terms):
+                name = named.get((stmt.name.id, index))
+                if name is None:
+                    terms.append((round_significant(coefficient, digits), dict(powers)))
                     continue
-                name = f"{stmt.name.id}_c{index}"
-                while name in taken:
-                    name += "_"
-                taken.add(name)
-                coefficient_params[name] = (stmt.name.id, index)
-                statements.append(ast.ParamDecl(ast.Name(name), value=ast.Number(coefficient)))
-                terms.append((ast.Name(name), dict(powers)))
-            body = ast.Equation(ast.Name(stmt.name.id), _weighted_sum(terms), span=stmt.body.span)
+                declared.append(
+                    ast.ParamDecl(
+                        ast.Name(name),
+                        per_participant=equation.per_participant is not None,
+                        value=ast.Number(coefficient) if valued_coefficients else None,
+                        # Where the module starts: the formatter sets the group apart.
+                        span=Span(stmt.span.start, stmt.span.start),
+                    )
+                )
+                terms.append((name, dict(powers)))
+            body = ast.Equation(ast.Name(stmt.name.id), polynomial(terms), span=stmt.body.span)
             stmt = ast.ModuleDecl(stmt.name, stmt.target, stmt.filter, body, span=stmt.span)
-        elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed and stmt.name.id in param_values:
-            stmt = _valued(stmt, param_values[stmt.name.id], 17, fixed=False)
+        elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed:
+            stmt = param(stmt)
         elif isinstance(stmt, ast.EmbeddingDecl):
             continue
-        statements.append(stmt)
-    return ast.Program(tuple(statements)), coefficient_params
-
-
-def _weighted_sum(terms: list[tuple[ast.Expr, dict[str, int]]]) -> ast.Expr:
-    result: ast.Expr = ast.Number(0.0)
-    for index, (weight, powers) in enumerate(terms):
-        term: ast.Expr = weight
-        for name, power in powers.items():
-            factor: ast.Expr = ast.Name(name)
-            if power != 1:
-                factor = ast.BinOp("^", factor, ast.Number(float(power)))
-            term = ast.BinOp("*", term, factor)
-        result = term if index == 0 else ast.BinOp("+", result, term)
-    return result
+        statements += [*declared, stmt]
+    return statements
 
 
 def _valued(param: ast.ParamDecl, value: float, digits: int, fixed: bool) -> ast.ParamDecl:

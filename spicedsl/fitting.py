@@ -16,10 +16,11 @@ import sympy
 import torch
 
 from spicedsl import __version__, ir
+from spicedsl.api import participant_values
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
-from spicedsl.fitted import fitted_program, refit_program
+from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, refit_program
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.batch import Batch, make_batch
@@ -27,11 +28,13 @@ from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.equations import (
     DiscoveredEquation,
     fit_module,
+    fit_participants,
     offpolicy_batch,
     record_modules,
 )
-from spicedsl.runtime.metrics import choice_metrics
+from spicedsl.runtime.metrics import choice_metrics, participant_nll
 from spicedsl.runtime.network import BaseRNN
+from spicedsl.runtime.param_table import format_param_table
 from spicedsl.runtime.train import TrainingLog, refit_params, train_network
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import OPTIONS, FitSettings
@@ -57,8 +60,14 @@ class FitResult:
     discovered: dict[str, DiscoveredEquation]
     params: dict[str, float]
     fitted_text: str
+    participant_ids: tuple[str, ...]
+    # The fitted model's participant table (column -> one value per participant) and what
+    # each column is; None when the fitted model names no table.
+    participant_table: dict[str, list[float]] | None
+    participant_labels: dict[str, str] | None
     metrics: dict[str, dict[str, dict[str, float]]]
     network: BaseRNN
+    equation_network: BaseRNN  # the fitted model, its participant table applied
     log: TrainingLog
     settings: FitSettings
     options: dict[str, object]
@@ -80,6 +89,24 @@ class FitResult:
                 )
         return "\n".join(lines)
 
+    def participant_summary(self) -> str:
+        """Per column of the participant table: for how many participants its term is
+        active (non-zero), and the distribution of its values."""
+        if not self.participant_table:
+            return ""
+        n = len(self.participant_ids)
+        lines = [
+            f"# per participant ({n}): active = non-zero for how many; mean, sd, min, median, max"
+        ]
+        for name, values in self.participant_table.items():
+            v = np.asarray(values)
+            active = int(np.count_nonzero(v))
+            lines.append(
+                f"#   {name:28} {active:>5}/{n:<5} {v.mean():9.4g} {v.std():9.4g} {v.min():9.4g} "
+                f"{np.median(v):9.4g} {v.max():9.4g}   {self.participant_labels[name]}"
+            )
+        return "\n".join(lines)
+
     def report(self) -> dict[str, object]:
         """The content of ``report.json``."""
         return {
@@ -87,6 +114,15 @@ class FitResult:
             "equations": {name: str(expr) for name, expr in self.equations.items()},
             "equation_samples": {name: eq.n_samples for name, eq in self.discovered.items()},
             "params": self.params,
+            "participants": (
+                {
+                    "ids": list(self.participant_ids),
+                    "columns": self.participant_labels,
+                    "values": self.participant_table,
+                }
+                if self.participant_table
+                else None
+            ),
             "metrics": self.metrics,
             "training": {
                 "epochs_run": len(self.log.train_loss),
@@ -109,9 +145,13 @@ class FitResult:
         }
 
     def save(self, outdir: str | Path, overwrite: bool = False, dataset=None) -> Path:
-        """Write ``fitted.spice``, ``report.json`` and ``network.npz`` into ``outdir``, and
+        """Write ``fitted.spice`` (and its participant table, ``fitted_participants.csv``,
+        if it names one), ``report.json`` and ``network.npz`` into ``outdir``, and
         ``report.html`` when the fitted ``dataset`` is given (its sessions are drawn)."""
         out = new_output_dir(outdir, overwrite)
+        if self.participant_table:
+            table = format_param_table(self.participant_ids, self.participant_table)
+            write_atomic(out / TABLE_FILE, table)
         write_atomic(out / "fitted.spice", self.fitted_text)
         write_atomic(out / "report.json", json.dumps(self.report(), indent=1) + "\n")
         save_weights(self.network, out / "network.npz")
@@ -137,8 +177,13 @@ class Refit:
     """An equation model with its coefficients and params refit to the choices."""
 
     equations: dict[str, DiscoveredEquation]
-    params: dict[str, float]
+    params: dict[str, float]  # per-participant ones: the mean over participants
+    participant_params: dict[str, list[float]]  # per-participant params, by participant
     bic: float
+    # Per term of a per-participant equation, the participants without it (coefficient 0).
+    absent: dict[Term, np.ndarray] = field(default_factory=dict)
+    # Each participant's summed NLL of the training choices, and their number of choices.
+    participant_nll: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def save_weights(net: BaseRNN, path: Path) -> None:
@@ -230,15 +275,20 @@ def fit(
     rng = np.random.default_rng(seed)
     timings: dict[str, float] = {}
 
-    train_sessions, validation_sessions = _split(data, validation, rng)
+    individual = model_ir.embedding is not None or any(p.per_participant for p in model_ir.params)
+    train_sessions, validation_sessions = _split(
+        data, validation, rng, individual and len(data.participant_ids) > 1
+    )
     full = make_batch(data, n_actions)
     train = full.predicting(train_sessions)
     held_out = full.predicting(validation_sessions) if len(validation_sessions) else None
 
     n_participants = len(data.participant_ids)
+    table = participant_values(model_ir, data.participant_ids) or {}
     net = network_class(model_ir)(
         n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
     )
+    net.set_participant_values(table)
     start = time.perf_counter()
     if any(p.requires_grad for p in net.parameters()):
         on_device = _device(device)
@@ -257,62 +307,31 @@ def fit(
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    network_params = fitted_param_values(net, model_ir)
     candidates = equation_candidates(net, model_ir, fit_settings, rng, n_participants)
-
-    def fitted_text_of(equations: dict[str, DiscoveredEquation], values: dict[str, float]) -> str:
-        return format_program(fitted_program(program, equations, values, digits), source.text)
-
-    def refit(equations: dict[str, DiscoveredEquation]) -> Refit:
-        """Refit every coefficient and param of the equation model to the training choices."""
-        refit_ast, coefficient_params = refit_program(program, equations, network_params)
-        refit_ir = lower(refit_ast, source)
-        equation_net = network_class(refit_ir)(n_actions, n_participants)
-        refit_params(equation_net, train)
-        values = fitted_param_values(equation_net, refit_ir)
-        if not all(abs(v) < MAX_COEFFICIENT for v in values.values()):
-            # L-BFGS left the stable region: keep the candidate as the network gave it.
-            return Refit(equations, network_params, math.inf)
-        refitted = {name: list(eq.terms) for name, eq in equations.items()}
-        for param, (module, index) in coefficient_params.items():
-            refitted[module][index] = (values.pop(param), refitted[module][index][1])
-        equations = {
-            name: replace(eq, terms=tuple(refitted[name])) for name, eq in equations.items()
-        }
-        per_participant = {p.name for p in refit_ir.params if p.per_participant}
-        n_free = len(coefficient_params) + sum(
-            n_participants if name in per_participant else 1 for name in values
-        )
-        bic = choice_metrics(equation_net, train, n_free)["bic"]
-        thresholds = {name: spec.threshold for name, spec in net.module_specs.items()}
-        if any(abs(c) < thresholds[name] for name, eq in equations.items() for c, _ in eq.terms):
-            bic = math.inf  # a term too small to keep: a sparser candidate says the same
-        return Refit(equations, values, bic)
-
-    # Coordinate descent scores the current choice again for every module, and the winner
-    # is needed once more at the end: refit each combination of candidates only once.
-    refits: dict[tuple, Refit] = {}
-
-    def refit_once(equations: dict[str, DiscoveredEquation]) -> Refit:
-        key = tuple((name, eq.terms) for name, eq in sorted(equations.items()))
-        if key not in refits:
-            refits[key] = refit(equations)
-        return refits[key]
-
-    chosen = select_equations(candidates, lambda equations: refit_once(equations).bic)
-    final = refit_once(chosen)
+    refitter = _Refitter(program, source, net, model_ir, train, table)
+    chosen = select_equations(candidates, lambda equations: refitter.refit(equations).bic)
+    final = refitter.drop_participant_terms(refitter.refit(chosen))
     discovered, params = final.equations, final.params
-    fitted_text = fitted_text_of(discovered, params)
+    columns = labels = None
+    if n_participants > 1 and (
+        final.participant_params or any(eq.per_participant for eq in discovered.values())
+    ):
+        columns, labels = participant_columns(program, discovered, final.participant_params, digits)
+    fitted_ast = fitted_program(
+        program, discovered, params, digits, TABLE_FILE if columns else None
+    )
+    fitted_text = format_program(fitted_ast, source.text)
     timings["equations_s"] = time.perf_counter() - start
     fitted_ir = load_ir(fitted_text)
     equation_net = network_class(fitted_ir)(n_actions, n_participants)
+    equation_net.set_participant_values(columns or {})
 
     splits = {"train": train, **({"validation": held_out} if held_out is not None else {})}
     n_weights = sum(p.numel() for p in net.parameters() if p.requires_grad)
     metrics = {
         "network": {k: choice_metrics(net, b, n_weights) for k, b in splits.items()},
         "equations": {
-            k: choice_metrics(equation_net, b, count_free_parameters(fitted_ir))
+            k: choice_metrics(equation_net, b, count_free_parameters(fitted_ir, columns))
             for k, b in splits.items()
         },
     }
@@ -322,8 +341,12 @@ def fit(
         discovered=discovered,
         params=params,
         fitted_text=fitted_text,
+        participant_ids=data.participant_ids,
+        participant_table=columns,
+        participant_labels=labels,
         metrics=metrics,
         network=net,
+        equation_network=equation_net,
         log=log,
         settings=fit_settings,
         options={
@@ -337,6 +360,169 @@ def fit(
     )
 
 
+Term = tuple[str, tuple[tuple[str, int], ...]]  # (module, powers): a term of an equation
+
+
+class _Refitter:
+    """Refits the coefficients and params of equation models to the training choices.
+
+    Each combination of candidate equations is refit once (coordinate descent scores the
+    current choice again for every module, and the winner is needed once more).
+    """
+
+    def __init__(self, program, source, net: BaseRNN, model: ir.Model, train: Batch, table):
+        self.program, self.source, self.train, self.table = program, source, train, table
+        self.n_actions, self.n_participants = net.n_actions, net.n_participants
+        self.network_values = learned_param_values(net, model)
+        self.network_params = {name: float(np.mean(v)) for name, v in self.network_values.items()}
+        self.network_participant_params = {
+            p.name: [float(x) for x in self.network_values[p.name]]
+            for p in model.params
+            if p.per_participant and not p.fixed
+        }
+        self.thresholds = {name: spec.threshold for name, spec in net.module_specs.items()}
+        self.done: dict[tuple, Refit] = {}
+
+    def refit(
+        self, equations: dict[str, DiscoveredEquation], absent: dict[Term, np.ndarray] | None = None
+    ) -> Refit:
+        """Refit every coefficient and param of the equation model to the training choices.
+
+        ``absent`` marks, per term of a per-participant equation, the participants who
+        lack it: their coefficient is held at 0. Per-participant coefficients that end
+        below their module's threshold join them, and the rest are refit once more.
+        """
+        absent = absent or {}
+        key = (
+            tuple((name, eq.terms) for name, eq in sorted(equations.items())),
+            tuple((term, mask.tobytes()) for term, mask in sorted(absent.items())),
+        )
+        if key not in self.done:
+            self.done[key] = self._refit(equations, absent)
+        return self.done[key]
+
+    def _refit(
+        self, equations: dict[str, DiscoveredEquation], absent: dict[Term, np.ndarray]
+    ) -> Refit:
+        refit_ast, coefficient_params = refit_program(self.program, equations, self.network_params)
+        refit_ir = lower(refit_ast, self.source)
+        net = network_class(refit_ir)(self.n_actions, self.n_participants)
+        per_participant = {
+            param: (module, equations[module].terms[index][1])
+            for param, (module, index) in coefficient_params.items()
+            if equations[module].per_participant is not None
+        }
+        starts = {
+            p.name: self.network_values[p.name]
+            for p in refit_ir.params
+            if p.per_participant and p.name in self.network_values
+        }
+        for param, term in per_participant.items():
+            module, index = coefficient_params[param]
+            column = np.array([row[index] for row in equations[module].per_participant])
+            starts[param] = np.where(absent.get(term, False), 0.0, column)
+        net.set_participant_values(starts, learnable=True)
+        net.set_participant_values(self.table)
+        held = {
+            p: absent.get(term, np.zeros(self.n_participants, bool))
+            for p, term in per_participant.items()
+        }
+        values = self._fit(net, refit_ir, held)
+        if _diverged(values):
+            return self.diverged(equations)
+        small = {
+            p: (np.abs(values[p]) < self.thresholds[t[0]]) | held[p]
+            for p, t in per_participant.items()
+        }
+        if any((small[p] != held[p]).any() for p in held):
+            net.set_participant_values(
+                {p: np.where(small[p], 0.0, values[p]) for p in held}, learnable=True
+            )
+            held = small
+            values = self._fit(net, refit_ir, held)
+            if _diverged(values):
+                return self.diverged(equations)
+        refitted = {
+            name: _with_coefficients(name, eq, coefficient_params, values)
+            for name, eq in equations.items()
+        }
+        nll, n_trials = participant_nll(net, self.train, self.n_participants)
+        bic = 2 * nll.sum() + _penalty(values, self.table, n_trials)
+        shared = [
+            abs(c) < self.thresholds[name]
+            for name, eq in refitted.items()
+            if eq.per_participant is None
+            for c, _ in eq.terms
+        ]
+        if any(shared) or any(mask.all() for mask in held.values()):
+            bic = math.inf  # a term too small to keep: a sparser candidate says the same
+        per_participant_params = {p.name for p in refit_ir.params if p.per_participant}
+        return Refit(
+            refitted,
+            {n: float(np.mean(v)) for n, v in values.items() if n not in coefficient_params},
+            {
+                n: [float(x) for x in v]
+                for n, v in values.items()
+                if n in per_participant_params and n not in coefficient_params
+            },
+            bic,
+            {per_participant[p]: mask for p, mask in held.items() if mask.any()},
+            (nll, n_trials),
+        )
+
+    def diverged(self, equations: dict[str, DiscoveredEquation]) -> Refit:
+        """The candidate as the network gave it, out of the running: its refit left the
+        stable region."""
+        return Refit(equations, self.network_params, self.network_participant_params, math.inf)
+
+    def _fit(self, net: BaseRNN, model: ir.Model, held: dict[str, np.ndarray]):
+        """The refit values of every learnable param; infinite where the refit diverged."""
+        nll = refit_params(net, self.train, held={p: torch.as_tensor(m) for p, m in held.items()})
+        values = learned_param_values(net, model)
+        if not math.isfinite(nll):
+            return {name: np.full_like(v, np.inf) for name, v in values.items()}
+        return values
+
+    def drop_participant_terms(self, final: Refit) -> Refit:
+        """``final`` without the terms of per-participant equations that do not pay for
+        themselves in a participant's own choices.
+
+        Each term is held at 0 for everyone in turn (one refit each, over all participants
+        at once); a participant loses the term when that raises their summed NLL by less
+        than ``ln(n) / 2`` for their ``n`` training trials, as their own BIC would have it.
+        A term nobody keeps leaves the equation.
+        """
+        if final.participant_nll is None:  # the refit diverged
+            return final
+        terms = [
+            (name, powers)
+            for name, eq in final.equations.items()
+            if eq.per_participant is not None
+            for _, powers in eq.terms
+        ]
+        if not terms:
+            return final
+        nll, n_trials = final.participant_nll
+        penalty = 0.5 * np.log(np.maximum(n_trials, 1))
+        everyone = np.ones(self.n_participants, dtype=bool)
+        absent = dict(final.absent)
+        for term in terms:
+            without = self.refit(final.equations, {**final.absent, term: everyone})
+            if without.participant_nll is None:
+                continue
+            gain = without.participant_nll[0] - nll
+            absent[term] = absent.get(term, ~everyone) | (gain < penalty)
+        equations = {
+            name: _without_terms(
+                eq, {p for (m, p), mask in absent.items() if m == name and mask.all()}
+            )
+            for name, eq in final.equations.items()
+        }
+        kept = {t: mask for t, mask in absent.items() if not mask.all()}
+        dropped = self.refit(equations, kept)
+        return dropped if dropped.bic < math.inf else final
+
+
 def equation_candidates(
     net: BaseRNN,
     model: ir.Model,
@@ -344,7 +530,12 @@ def equation_candidates(
     rng: np.random.Generator,
     n_participants: int = 1,
 ) -> dict[str, list[DiscoveredEquation]]:
-    """Candidate sparse equations of each learnable module, from off-policy sessions."""
+    """Candidate sparse equations of each learnable module, from off-policy sessions.
+
+    A module that reads the participant embedding (when there are several participants)
+    also gets the structures found in each participant's samples alone, and every
+    candidate comes with each participant's own coefficients.
+    """
     if not model.learned_modules:
         return {}
     participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
@@ -357,16 +548,41 @@ def equation_candidates(
         participants,
     )
     recordings = record_modules(net, batch)
-    return {
-        module.name: fit_module(
-            module.name,
-            net.module_specs[module.name],
-            recordings[module.name]["before"],
-            recordings[module.name]["after"],
-            recordings[module.name]["inputs"],
+    candidates = {}
+    for module in model.learned_modules:
+        spec, samples = net.module_specs[module.name], recordings[module.name]
+        found = fit_module(
+            module.name, spec, samples["before"], samples["after"], samples["inputs"]
         )
-        for module in model.learned_modules
-    }
+        if module.embedded and n_participants > 1:
+            # Each participant's own sparse equations add their structures; every
+            # structure is then fitted to each participant.
+            for index in range(n_participants):
+                mine = samples["participant"] == index
+                if mine.any():
+                    found += fit_module(
+                        module.name,
+                        spec,
+                        samples["before"][mine],
+                        samples["after"][mine],
+                        samples["inputs"][mine],
+                        subsets_per_size=1,
+                    )
+            structures = {tuple(p for _, p in eq.terms): eq for eq in reversed(found)}
+            found = [
+                fit_participants(
+                    equation,
+                    spec,
+                    samples["before"],
+                    samples["after"],
+                    samples["inputs"],
+                    samples["participant"],
+                    n_participants,
+                )
+                for equation in reversed(structures.values())
+            ]
+        candidates[module.name] = found
+    return candidates
 
 
 def select_equations(
@@ -377,15 +593,24 @@ def select_equations(
     keep the earlier candidate).
 
     Starts from each module's first candidate; then, module by module, keeps the
-    candidate whose equation model scores best with the other modules' choices fixed.
-    With the BIC of the choices as score, a term stays only if it pays for itself in
-    predicted choices, not just in fitting the network.
+    candidate whose equation model scores best with the other modules' choices fixed,
+    and sweeps over the modules again while a choice changes (at most ``MAX_SWEEPS``
+    times): a module's best equation can depend on what the others do. With the BIC of
+    the choices as score, a term stays only if it pays for itself in predicted choices,
+    not just in fitting the network.
     """
     chosen = {name: options[0] for name, options in candidates.items()}
-    for name, options in candidates.items():
-        scores = [score({**chosen, name: option}) for option in options]
-        chosen[name] = options[int(np.argmin(scores))]
+    for _ in range(MAX_SWEEPS):
+        before = dict(chosen)
+        for name, options in candidates.items():
+            scores = [score({**chosen, name: option}) for option in options]
+            chosen[name] = options[int(np.argmin(scores))]
+        if chosen == before:
+            break
     return chosen
+
+
+MAX_SWEEPS = 3
 
 
 def equation_expr(equation: DiscoveredEquation) -> sympy.Expr:
@@ -398,24 +623,85 @@ def equation_expr(equation: DiscoveredEquation) -> sympy.Expr:
     )
 
 
-def fitted_param_values(net: BaseRNN, model: ir.Model) -> dict[str, float]:
-    """The trained value of every learnable param (the mean over participants)."""
-    values = {}
-    for param in model.params:
-        if param.fixed:
+def learned_param_values(net: BaseRNN, model: ir.Model) -> dict[str, np.ndarray]:
+    """The trained values of every learnable param: one value, or one per participant for
+    a param per participant or fed the participant embedding."""
+    net.eval()
+    with torch.no_grad(), net.running(torch.arange(net.n_participants, device=net.device)):
+        return {
+            p.name: net.param(p.name).reshape(-1).double().cpu().numpy()
+            for p in model.params
+            if not p.fixed
+        }
+
+
+def _diverged(values: dict[str, np.ndarray]) -> bool:
+    """True when a refit value is not finite or beyond ``MAX_COEFFICIENT``."""
+    return not all(np.abs(v).max() < MAX_COEFFICIENT for v in values.values())
+
+
+def _penalty(values: dict[str, np.ndarray], table, n_trials: np.ndarray) -> float:
+    """The BIC's penalty for the free values: ``ln(n)`` for a shared one, with ``n`` the
+    number of predicted choices, and ``ln(n_p)`` for participant ``p``'s own non-zero
+    value of a per-participant one, with ``n_p`` their number of choices (their own BIC's
+    penalty: only their choices inform it). Values from a participant table are given."""
+    per_choice = np.log(np.maximum(n_trials, 1))
+    penalty = 0.0
+    for name, value in values.items():
+        if name in table:
             continue
-        spec = net.params[param.name]
-        values[param.name] = float(spec.from_raw(net.raw_params[param.name].detach()).mean())
-    return values
+        if len(value) > 1:
+            penalty += float(per_choice[value != 0].sum())
+        else:
+            penalty += math.log(max(int(n_trials.sum()), 1))
+    return penalty
 
 
-def count_free_parameters(model: ir.Model) -> int:
+def _without_terms(equation: DiscoveredEquation, dropped: set) -> DiscoveredEquation:
+    """``equation`` without the terms whose powers are in ``dropped``."""
+    keep = [i for i, (_, powers) in enumerate(equation.terms) if powers not in dropped]
+    rows = equation.per_participant
+    return replace(
+        equation,
+        terms=tuple(equation.terms[i] for i in keep),
+        per_participant=tuple(tuple(row[i] for i in keep) for row in rows) if rows else None,
+    )
+
+
+def _with_coefficients(
+    module: str,
+    equation: DiscoveredEquation,
+    coefficient_params: dict[str, tuple[str, int]],
+    values: dict[str, np.ndarray],
+) -> DiscoveredEquation:
+    """``equation`` with the refit values of its coefficient params."""
+    terms = list(equation.terms)
+    rows = [list(row) for row in equation.per_participant or ()]
+    for param, (owner, index) in coefficient_params.items():
+        if owner != module:
+            continue
+        value = values[param]
+        terms[index] = (float(np.mean(value)), terms[index][1])
+        for row, own in zip(rows, value, strict=True) if rows else ():
+            row[index] = float(own)
+    per_participant = tuple(tuple(row) for row in rows) if rows else None
+    return replace(equation, terms=tuple(terms), per_participant=per_participant)
+
+
+def count_free_parameters(
+    model: ir.Model, participant_values: dict[str, list[float]] | None = None
+) -> int:
     """Every param, plus every non-integer number in the module equations.
 
     This is the count behind AIC and BIC for a fully specified model: a fitted model's
     discovered coefficients are such numbers, while integers (as in ``1 - x``) are
-    structure.
+    structure. A param with a value per participant in ``participant_values`` counts once
+    for each participant whose value is not 0 (a term absent for them).
     """
+    given = participant_values or {}
+    params = sum(
+        sum(1 for v in given[p.name] if v != 0) if p.name in given else 1 for p in model.params
+    )
     numbers = 0
     for module in model.modules:
         if isinstance(module, ir.EquationModule):
@@ -424,7 +710,7 @@ def count_free_parameters(model: ir.Model) -> int:
                 for node in sympy.preorder_traversal(module.expr)
                 if node.is_Number and not node.is_Integer and abs(node) != 1
             )
-    return len(model.params) + numbers
+    return params + numbers
 
 
 def _check_actions(model: ir.Model, data: Dataset) -> int:
@@ -436,19 +722,32 @@ def _check_actions(model: ir.Model, data: Dataset) -> int:
 
 
 def _split(
-    data: Dataset, fraction: float, rng: np.random.Generator
+    data: Dataset, fraction: float, rng: np.random.Generator, within_participants: bool
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation sessions: ``fraction`` of the sessions held out at random.
+
+    ``within_participants`` holds out that fraction of each participant's sessions
+    instead, so that every participant keeps training sessions: their own params and
+    embedding are learnt from them alone.
+    """
     n = len(data.session_ids)
     if not 0 <= fraction < 1:
         raise UsageError(f"the validation fraction must be in [0, 1), not {fraction}")
-    order = rng.permutation(n)
-    n_held = int(round(fraction * n))
-    if fraction and (n_held == 0 or n_held == n):
+    groups = (
+        [np.flatnonzero(data.participant_index == p) for p in range(len(data.participant_ids))]
+        if within_participants
+        else [np.arange(n)]
+    )
+    held = np.concatenate(
+        [rng.permutation(g)[: int(round(fraction * len(g)))] for g in groups] + [[]]
+    ).astype(int)
+    if fraction and (len(held) == 0 or len(held) == n):
+        sessions = "each participant's sessions" if within_participants else f"{n} sessions"
         raise UsageError(
-            f"cannot hold out {fraction:g} of {n} sessions for validation; "
+            f"cannot hold out {fraction:g} of {sessions} for validation; "
             "pass --validation 0 to use them all for training"
         )
-    return np.sort(order[n_held:]), np.sort(order[:n_held])
+    return np.setdiff1d(np.arange(n), held), np.sort(held)
 
 
 def _device(name: str) -> torch.device:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spicedsl.errors import Diagnostic, ModelError
-from spicedsl.semantics.check import check
+from spicedsl.semantics.check import check, declarations
 from spicedsl.source import Source
 from spicedsl.syntax import ast
 from spicedsl.syntax.parser import parse
@@ -38,6 +38,21 @@ def checked_program(source: Source) -> ast.Program:
     if diagnostics:
         raise ModelError(source, diagnostics)
     return program
+
+
+def checked_table(program: ast.Program, source: Source):
+    """Read and check the participant table a checked program names (None if none)."""
+    from spicedsl.runtime.param_table import Bounds, read_param_table, table_path
+
+    decls = declarations(program)
+    if decls.participants is None:
+        return None
+    bounds = {
+        p.name.id: Bounds(p.lower.value if p.lower else None, p.upper.value if p.upper else None)
+        for p in decls.table_params
+    }
+    path = table_path(source.name, decls.participants.path)
+    return read_param_table(path, bounds, decls.model.name.id)
 
 
 def load_ir(path_or_text: str | Path):

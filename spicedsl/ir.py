@@ -126,6 +126,12 @@ class Model:
     embedding: Embedding | None
     fit: FitSettings
     source_name: str
+    participant_table: str | None = None  # path of the table of per-participant values
+
+    @cached_property
+    def table_params(self) -> tuple[Param, ...]:
+        """The params a participant table may give values: per participant, not fixed."""
+        return tuple(p for p in self.params if p.per_participant and not p.fixed)
 
     @cached_property
     def learned_modules(self) -> tuple[LearnedModule, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +99,10 @@ def session_index(dataset: Dataset, session: int | str) -> int:
 
 
 def model_network(
-    model: ModelLike, n_actions: int, n_participants: int = 1, weights: str | Path | None = None
+    model: ModelLike,
+    n_actions: int,
+    participant_ids: Sequence[str] = ("1",),
+    weights: str | Path | None = None,
 ) -> BaseRNN:
     """The network of ``model``: itself if it is one, else built from a model file or text.
 
@@ -108,8 +111,10 @@ def model_network(
     model : BaseRNN, str or path
         A network, or a model file or text. Without ``weights`` the model must be fully
         specified (no ``learn``, every param valued).
-    n_actions, n_participants : int
-        Size of the network built from a model file.
+    n_actions : int
+        Number of actions of a network built from a model file.
+    participant_ids : sequence of str
+        The data's participants; a participant table gives them their values.
     weights : str or Path, optional
         A ``network.npz`` written by a fit of this (learnable) model. Its hidden size is
         read from the weights.
@@ -121,14 +126,16 @@ def model_network(
     """
     if isinstance(model, BaseRNN):
         return model.eval()
-    from spicedsl.api import generative_network
+    from spicedsl.api import generative_network, participant_values
     from spicedsl.frontend import load_ir
 
-    return generative_network(load_ir(model), n_actions, n_participants, weights).eval()
+    model_ir = load_ir(model)
+    values = participant_values(model_ir, participant_ids)
+    return generative_network(model_ir, n_actions, len(participant_ids), weights, values).eval()
 
 
 def fitted_networks(
-    model: str | Path, outdir: str | Path, n_actions: int, n_participants: int = 1
+    model: str | Path, outdir: str | Path, n_actions: int, participant_ids: Sequence[str] = ("1",)
 ) -> dict[str, BaseRNN]:
     """The trained network and the equation model of a fit's output folder.
 
@@ -138,8 +145,10 @@ def fitted_networks(
         The (learnable) model file that was fitted.
     outdir : str or Path
         The folder ``spicedsl fit -o`` wrote: ``network.npz`` and ``fitted.spice``.
-    n_actions, n_participants : int
+    n_actions : int
         As in the fitted data.
+    participant_ids : sequence of str
+        The fitted data's participants.
 
     Returns
     -------
@@ -153,8 +162,8 @@ def fitted_networks(
 
             raise SpiceError(f"'{outdir}' has no {name}: is it a folder written by spicedsl fit?")
     return {
-        "network": model_network(model, n_actions, n_participants, outdir / "network.npz"),
-        "equations": model_network(outdir / "fitted.spice", n_actions, n_participants),
+        "network": model_network(model, n_actions, participant_ids, outdir / "network.npz"),
+        "equations": model_network(outdir / "fitted.spice", n_actions, participant_ids),
     }
 
 
@@ -239,9 +248,8 @@ def session_figure(models: Mapping[str, ModelLike], dataset: Dataset, session: i
     if not models:
         raise ValueError("session_figure needs at least one model")
     index = session_index(dataset, session)
-    n_participants = len(dataset.participant_ids)
     networks = {
-        name: model_network(model, dataset.n_actions, n_participants)
+        name: model_network(model, dataset.n_actions, dataset.participant_ids)
         for name, model in models.items()
     }
     latents = {name: session_latents(net, dataset, index) for name, net in networks.items()}
@@ -392,89 +400,22 @@ def loss_figure(result: FitResult | TrainingLog) -> Figure:
     return fig
 
 
-def participant_coefficients(result: FitResult, seed: int = 0) -> dict[str, np.ndarray]:
-    """Each participant's own coefficients of the discovered equations, and params.
-
-    The discovered equations are shared by all participants; with a participant
-    embedding the network still behaves differently for each. Here each participant's
-    network is run on off-policy sessions (as in the equation stage) and the terms of
-    each discovered equation are refit by least squares to that participant's samples.
-    Per-participant and embedded params are read from the network.
-
-    Parameters
-    ----------
-    result : FitResult
-        A fit.
-    seed : int
-        Seeds the off-policy sessions.
+def participant_coefficients(result: FitResult) -> dict[str, np.ndarray]:
+    """Each participant's own coefficients of the discovered equations, and params: the
+    columns of the fitted model's participant table.
 
     Returns
     -------
     dict of str to numpy.ndarray
         ``"MODULE: TERM"`` or ``"PARAM"`` -> ``(n_participants,)`` values; empty when the
-        network does not tell participants apart.
+        fitted model has no participant table.
     """
-    from spicedsl.runtime.equations import offpolicy_batch, record_modules
-
-    net = result.network
-    n = net.n_participants
-    varying = [
-        name
-        for name, spec in net.params.items()
-        if not spec.fixed and (spec.per_participant or name in net.param_embeddings)
-    ]
-    if n < 2 or (net.embedding is None and not varying):
-        return {}
-    values: dict[str, np.ndarray] = {}
-    net.eval()
-    everyone = torch.arange(n)
-    with torch.no_grad(), net.running(everyone):
-        for name in varying:
-            values[name] = net.param(name).reshape(-1).double().numpy() * np.ones(n)
-    if net.embedding is None or not result.discovered:
-        return values
-    settings = result.settings
-    sessions = max(1, min(settings.sindy_sessions, 4))
-    participants = np.repeat(np.arange(n), sessions)
-    batch = offpolicy_batch(
-        net.n_actions,
-        len(participants),
-        settings.sindy_trials,
-        settings.sindy_repeat,
-        np.random.default_rng(seed),
-        participants,
-    )
-    recordings = record_modules(net, batch)
-    for module, equation in result.discovered.items():
-        spec = net.module_specs[module]
-        record = recordings[module]
-        columns = {spec.target: record["before"]}
-        columns.update(zip(spec.inputs, record["inputs"].T, strict=True))
-        design = np.stack(
-            [
-                np.prod([columns[f] ** p for f, p in powers], axis=0)
-                if powers
-                else np.ones(len(record["before"]))
-                for _, powers in equation.terms
-            ],
-            axis=1,
-        )
-        coefficients = np.full((n, len(equation.terms)), np.nan)
-        for p in range(n):
-            rows = record["participant"] == p
-            if rows.any():
-                coefficients[p] = np.linalg.lstsq(design[rows], record["after"][rows], rcond=None)[
-                    0
-                ]
-        for k, (_, powers) in enumerate(equation.terms):
-            values[f"{module}: {_term_text(powers)}"] = coefficients[:, k]
-    return values
-
-
-def _term_text(powers: tuple[tuple[str, int], ...]) -> str:
-    if not powers:
-        return "1"
-    return " * ".join(name if p == 1 else f"{name}^{p}" for name, p in powers)
+    table = result.participant_table or {}
+    labels = result.participant_labels or {}
+    return {
+        name if labels[name] == "param" else labels[name]: np.asarray(values, dtype=float)
+        for name, values in table.items()
+    }
 
 
 def coefficient_figure(values: Mapping[str, np.ndarray], pooled: Mapping[str, float] = ()):
@@ -485,7 +426,7 @@ def coefficient_figure(values: Mapping[str, np.ndarray], pooled: Mapping[str, fl
     values : mapping of str to numpy.ndarray
         From :func:`participant_coefficients`.
     pooled : mapping of str to float, optional
-        The value shared by everyone (the discovered coefficient), drawn as a line.
+        A value to draw as a line across each panel, such as the mean.
 
     Returns
     -------
@@ -515,7 +456,7 @@ def coefficient_figure(values: Mapping[str, np.ndarray], pooled: Mapping[str, fl
         )
         ax.plot(xs, ys, "o", color="tab:blue", alpha=0.7, markersize=4, label="participants")
         if name in pooled:
-            ax.axhline(pooled[name], color="tab:orange", label="shared equation")
+            ax.axhline(pooled[name], color="tab:orange", label="mean")
         ax.set_xticks([])
         ax.set_xlim(-0.6, 0.6)
         ax.set_title(name, fontsize="small")
@@ -527,13 +468,8 @@ def coefficient_figure(values: Mapping[str, np.ndarray], pooled: Mapping[str, fl
 
 
 def pooled_coefficients(result: FitResult) -> dict[str, float]:
-    """The discovered coefficients and fitted params, keyed as in
-    :func:`participant_coefficients`."""
-    pooled = dict(result.params)
-    for module, equation in result.discovered.items():
-        for coefficient, powers in equation.terms:
-            pooled[f"{module}: {_term_text(powers)}"] = coefficient
-    return pooled
+    """The mean over participants of each of :func:`participant_coefficients`."""
+    return {key: float(np.mean(v)) for key, v in participant_coefficients(result).items()}
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -600,12 +536,11 @@ def plot_command(
     else:
         others = (truth_ir,) if truth_ir is not None else ()
         dataset = read_data(data, model_ir, *others, **data_options)
-    n_participants = len(dataset.participant_ids)
     models: dict[str, ModelLike] = {}
     if truth is not None:
         models["truth"] = truth
     if fitted is not None:
-        models.update(fitted_networks(model, fitted, dataset.n_actions, n_participants))
+        models.update(fitted_networks(model, fitted, dataset.n_actions, dataset.participant_ids))
     else:
         models[model_ir.name] = model
     fig = session_figure(models, dataset, session)

@@ -100,6 +100,8 @@ def format_statement(stmt: ast.Statement) -> list[str]:
         if stmt.targets:
             text += " for " + ", ".join(n.id for n in stmt.targets)
         return [text]
+    if isinstance(stmt, ast.ParticipantsDecl):
+        return [f'participants from "{stmt.path}"']
     options = " ".join(f"{o.name.id} {format_number(o.value.value)}" for o in stmt.options)
     return [f"fit {options}"]
 
@@ -222,33 +224,34 @@ def _layout(program: ast.Program, text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def polynomial(terms: Sequence[tuple[float, dict[str, int]]]) -> ast.Expr:
-    """An expression for ``sum(coefficient * prod(name ^ power))``, terms in the given order.
+def polynomial(terms: Sequence[tuple[float | str, dict[str, int]]]) -> ast.Expr:
+    """An expression for ``sum(weight * prod(name ^ power))``, terms in the given order.
 
-    Negative coefficients become subtractions; a coefficient of 1 is left out.
+    A weight is a number or the name of a param. Negative numbers become subtractions;
+    a weight of 1 is left out.
 
     >>> format_expr(polynomial([(0.1, {}), (0.8, {"v": 1}), (-0.25, {"v": 1, "r": 2})]))
     '0.1 + 0.8 * v - 0.25 * v * r ^ 2'
-    >>> format_expr(polynomial([(-1.0, {"v": 2}), (-0.5, {})]))
-    '-v ^ 2 - 0.5'
+    >>> format_expr(polynomial([(-1.0, {"v": 2}), ("c1", {"v": 1}), (-0.5, {})]))
+    '-v ^ 2 + c1 * v - 0.5'
     """
     result: ast.Expr | None = None
-    for coefficient, powers in terms:
+    for weight, powers in terms:
+        negative = not isinstance(weight, str) and weight < 0
         factors: list[ast.Expr] = []
-        if abs(coefficient) != 1 or not powers:
-            factors.append(ast.Number(abs(coefficient)))
+        if isinstance(weight, str):
+            factors.append(ast.Name(weight))
+        elif abs(weight) != 1 or not powers:
+            factors.append(ast.Number(abs(weight)))
         for name, power in powers.items():
             factor: ast.Expr = ast.Name(name)
             if power != 1:
                 factor = ast.BinOp("^", factor, ast.Number(float(power)))
             factors.append(factor)
-        if result is None and coefficient < 0:
+        if result is None and negative:
             factors[0] = ast.Neg(factors[0])
         term = factors[0]
         for factor in factors[1:]:
             term = ast.BinOp("*", term, factor)
-        if result is None:
-            result = term
-        else:
-            result = ast.BinOp("-" if coefficient < 0 else "+", result, term)
+        result = term if result is None else ast.BinOp("-" if negative else "+", result, term)
     return result if result is not None else ast.Number(0.0)

@@ -203,7 +203,7 @@ def report_html(result: FitResult, dataset: Dataset, sessions: int = REPORT_SESS
             f"<p>The first {count} session(s) of the data: the choices, the choice "
             "probabilities of the network and of the equation model, and their states.</p>",
         ]
-        models = {"network": result.network, "equations": result.fitted_text}
+        models = {"network": result.network, "equations": result.equation_network}
         for index in range(count):
             figure = plots.session_figure(models, dataset, index)
             label = dataset.session_ids[index]
@@ -213,9 +213,9 @@ def report_html(result: FitResult, dataset: Dataset, sessions: int = REPORT_SESS
         figure = plots.coefficient_figure(coefficients, plots.pooled_coefficients(result))
         parts += [
             "<h2>Per-participant coefficients</h2>",
-            "<p>Each participant's own coefficients: the terms of each discovered equation "
-            "refit by least squares to that participant's network, and the per-participant "
-            "params. The line is the value shared by the fitted model.</p>",
+            "<p>Each participant's own coefficients of the discovered equations, and their "
+            "per-participant params, as the fitted model's participant table gives them "
+            "(a term absent for a participant has 0). The line is the mean.</p>",
             _image(plots.figure_png(figure), "per-participant coefficients", "coefficients"),
         ]
     parts.append("</body></html>\n")

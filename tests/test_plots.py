@@ -161,7 +161,7 @@ def test_plot_command_reads_a_fit_folder(tmp_path, data, result):
     outdir = result.save(tmp_path / "fit")
     csv = tmp_path / "data.csv"
     data.to_csv(csv)
-    networks = plots.fitted_networks(LEARNING_RATE, outdir, 2, len(data.participant_ids))
+    networks = plots.fitted_networks(LEARNING_RATE, outdir, 2, data.participant_ids)
     for name, tensor in result.network.state_dict().items():
         torch.testing.assert_close(networks["network"].state_dict()[name], tensor)
     output = plots.plot_command(
@@ -183,18 +183,12 @@ def test_participant_coefficients_of_an_embedding_fit():
     dataset, _ = run_simulation(truth, 6, 20, np.random.default_rng(0), participants)
     fit = api.fit(EXAMPLES / "individual_differences.spice", dataset, progress=False, **TINY)
     values = plots.participant_coefficients(fit)
-    expected_keys = {"beta_reward"} | {
-        f"{module}: {plots._term_text(powers)}"
-        for module, equation in fit.discovered.items()
-        for _, powers in equation.terms
-    }
+    labels = fit.participant_labels
+    expected_keys = {name if labels[name] == "param" else labels[name] for name in labels}
+    assert "beta_reward" in expected_keys and len(expected_keys) > 1
     assert set(values) == expected_keys
     assert all(v.shape == (3,) and np.isfinite(v).all() for v in values.values())
-    betas = fit.network.params["beta_reward"].from_raw(
-        fit.network.raw_params["beta_reward"].detach()
-        + fit.network.param_embeddings["beta_reward"](fit.network.embedding.weight).squeeze(-1)
-    )
-    np.testing.assert_allclose(values["beta_reward"], betas.detach().double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(values["beta_reward"], fit.participant_table["beta_reward"])
     fig = plots.coefficient_figure(values, plots.pooled_coefficients(fit))
     shown = {ax.get_label(): ax for ax in fig.axes if ax.get_visible()}
     assert set(shown) == expected_keys

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pysindy as ps
@@ -36,6 +36,9 @@ class DiscoveredEquation:
     target: str
     terms: tuple[tuple[float, Powers], ...]
     n_samples: int
+    # One row of coefficients per participant, in the order of ``terms`` (whose
+    # coefficients are then the participants' mean); None for a shared equation.
+    per_participant: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def n_coefficients(self) -> int:
@@ -103,16 +106,20 @@ def fit_module(
     before: np.ndarray,
     after: np.ndarray,
     inputs: np.ndarray,
+    subsets_per_size: int = 3,
 ) -> list[DiscoveredEquation]:
     """Candidate sparse equations of one module from its recorded samples.
 
     The first candidates come from ``pysindy.DiscreteSINDy`` with a polynomial library
     over the module's state and inputs and the sequentially thresholded least squares
     optimizer (STLSQ) at the module's threshold. For libraries of at most
-    ``MAX_SUBSET_TERMS`` terms, the ``SUBSETS_PER_SIZE`` best least-squares equations of
+    ``MAX_SUBSET_TERMS`` terms, the ``subsets_per_size`` best least-squares equations of
     each size (the subsets of library terms with the smallest error, among those whose
     coefficients all reach the threshold) follow, so that a caller can choose
     among sizes by how well the equations predict choices. The STLSQ equation is first.
+    Three per size by default, not one: the network's errors can favour a term (say, the
+    module's own state, nearly constant in the recordings) over the one the choices need
+    (the constant).
 
     Powers of binary inputs (0/1 only) are folded into the input itself, and
     coefficients within the threshold of 1 are set to 1, as SPICE does.
@@ -155,17 +162,48 @@ def fit_module(
                 if np.abs(coefficients).min() >= spec.threshold:
                     fits.append((error, subset, coefficients))
             fits.sort(key=lambda fit: fit[0])
-            for _, subset, coefficients in fits[:SUBSETS_PER_SIZE]:
+            for _, subset, coefficients in fits[:subsets_per_size]:
                 terms_found = zip((unique[i] for i in subset), coefficients, strict=True)
                 candidates.append(_equation(name, spec, terms_found, len(before)))
     return list({c.terms: c for c in candidates}.values())
 
 
+def fit_participants(
+    equation: DiscoveredEquation,
+    spec: ModuleSpec,
+    before: np.ndarray,
+    after: np.ndarray,
+    inputs: np.ndarray,
+    participant: np.ndarray,
+    n_participants: int,
+) -> DiscoveredEquation:
+    """``equation``'s terms fitted by least squares to each participant's samples alone.
+
+    One small fit per participant, so the cost grows linearly with their number. Every
+    term is free for every participant (none is snapped to 1); a participant without
+    samples gets ``equation``'s coefficients. The shared coefficients become the mean.
+    """
+    if not equation.terms:
+        return replace(equation, per_participant=((),) * n_participants)
+    features = dict(zip((spec.target, *spec.inputs), (before, *inputs.T), strict=True))
+    columns = np.ones((len(before), len(equation.terms)))
+    for j, (_, powers) in enumerate(equation.terms):
+        for name, power in powers:
+            columns[:, j] *= features[name] ** power
+    rows = []
+    for index in range(n_participants):
+        mine = participant == index
+        if mine.any():
+            coefficients = np.linalg.lstsq(columns[mine], after[mine], rcond=None)[0]
+        else:
+            coefficients = np.array([c for c, _ in equation.terms])
+        rows.append(tuple(float(c) for c in coefficients))
+    mean = np.mean(rows, axis=0)
+    terms = tuple((float(m), powers) for m, (_, powers) in zip(mean, equation.terms, strict=True))
+    return replace(equation, terms=terms, per_participant=tuple(rows))
+
+
 MAX_SUBSET_TERMS = 10
-# How many of the best subsets of each size become candidates. More than one, because the
-# network's errors can favour a term (say, the module's own state, nearly constant in the
-# recordings) over the one the choices need (the constant).
-SUBSETS_PER_SIZE = 3
 
 
 def _equation(

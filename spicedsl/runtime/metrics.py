@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from spicedsl.runtime.batch import IGNORE, Batch
@@ -18,12 +19,7 @@ def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float
     ``aic = 2 k + 2 NLL`` and ``bic = k ln(n) + 2 NLL`` with the summed NLL, ``k =
     n_params`` and ``n = n_trials``.
     """
-    net.eval()
-    with torch.no_grad():
-        logits = net(batch.trials, batch.chosen, batch.participants)
-    valid = batch.targets != IGNORE
-    log_p = torch.log_softmax(logits.double(), dim=-1)
-    picked = log_p.gather(-1, batch.targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logits, picked, valid = _predictions(net, batch)
     n = int(valid.sum())
     if n == 0:
         raise ValueError("no trial to predict: every session has a single trial")
@@ -37,3 +33,24 @@ def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float
         "aic": 2 * n_params + 2 * total,
         "bic": n_params * math.log(n) + 2 * total,
     }
+
+
+def participant_nll(
+    net: BaseRNN, batch: Batch, n_participants: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each participant's summed NLL of the choices of ``batch``, and how many there are."""
+    _, picked, valid = _predictions(net, batch)
+    owner = batch.participants.cpu().unsqueeze(0).expand_as(valid)[valid.cpu()]
+    nll = np.bincount(owner.numpy(), -picked[valid].cpu().numpy(), minlength=n_participants)
+    return nll, np.bincount(owner.numpy(), minlength=n_participants)
+
+
+def _predictions(net: BaseRNN, batch: Batch):
+    """The logits of ``batch`` under ``net`` (evaluation mode), the float64 log-probability
+    of each actual choice, and which of them are real choices (not padding)."""
+    net.eval()
+    with torch.no_grad():
+        logits = net(batch.trials, batch.chosen, batch.participants)
+    log_p = torch.log_softmax(logits.double(), dim=-1)
+    picked = log_p.gather(-1, batch.targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logits, picked, batch.targets != IGNORE

@@ -9,7 +9,7 @@ embeddings, the loop over trials, and the recording used by the equation stage.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -266,6 +266,18 @@ class BaseRNN(nn.Module):
         # Set only inside running(): each param's value and each module's hidden bias.
         self._param_values: dict[str, torch.Tensor] | None = None
         self._hidden_biases: dict[str, torch.Tensor] | None = None
+
+    def set_participant_values(
+        self, values: Mapping[str, Sequence[float]], learnable: bool = False
+    ) -> None:
+        """Give per-participant params these values, one per participant. Unless
+        ``learnable``, they stay there: training no longer changes them."""
+        for name, column in values.items():
+            spec = self.params[name]
+            raw = self.raw_params[name]
+            with torch.no_grad():
+                raw.copy_(torch.tensor([spec.to_raw(v) for v in column], dtype=raw.dtype))
+            raw.requires_grad_(learnable)
 
     # -- what generated code calls ------------------------------------------------------
     def param(self, name: str) -> torch.Tensor:

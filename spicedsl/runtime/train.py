@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -146,9 +147,18 @@ def _describe_parameter(name: str) -> str:
 ANCHOR = 1e-4
 
 
-def refit_params(net: BaseRNN, batch: Batch, max_iterations: int = 30) -> float:
+def refit_params(
+    net: BaseRNN,
+    batch: Batch,
+    max_iterations: int = 100,
+    held: Mapping[str, torch.Tensor] | None = None,
+) -> float:
     """Fit the learnable params of a network with no learnable module (an equation
-    model) by L-BFGS on the choices; return the final mean NLL.
+    model) by L-BFGS on the choices; return the final mean NLL (infinite or NaN when the
+    fit diverged).
+
+    ``held`` maps a per-participant param to a boolean mask of the participants whose
+    value stays where it is.
 
     With a handful of scalars and no network weights, a quasi-Newton method converges in
     a few full-batch steps. A weak pull toward the starting values (``ANCHOR`` times the
@@ -173,5 +183,16 @@ def refit_params(net: BaseRNN, batch: Batch, max_iterations: int = 30) -> float:
         loss.backward()
         return loss
 
-    optimizer.step(closure)
+    hooks = [
+        net.raw_params[name].register_hook(lambda grad, mask=mask: grad.masked_fill(mask, 0))
+        for name, mask in (held or {}).items()
+    ]
+    try:
+        optimizer.step(closure)
+    except RuntimeError:
+        # The line search overflowed: the params left every range the choices allow.
+        return math.inf
+    finally:
+        for hook in hooks:
+            hook.remove()
     return batch_nll(net, batch)

@@ -36,6 +36,12 @@ class Declarations:
     logits: ast.LogitsDecl | None
     embedding: ast.EmbeddingDecl | None
     fit: ast.FitDecl | None
+    participants: ast.ParticipantsDecl | None
+
+    @property
+    def table_params(self) -> list[ast.ParamDecl]:
+        """The params a participant table may give values: per participant, not fixed."""
+        return [p for p in self.params.values() if p.per_participant and not p.fixed]
 
     def kind_of(self, name: str) -> str | None:
         for kind, table in (("state", self.states), ("control", self.controls)):
@@ -101,6 +107,15 @@ class _Checker:
             self.check_embedding(d.embedding)
         if d.fit is not None:
             self.check_fit(d.fit)
+        if d.participants is not None and not d.table_params:
+            self.error(
+                "a participant table gives values to per-participant params, "
+                "but every param here is shared or fixed",
+                d.participants.span,
+                hint="declare them as 'param NAME per participant', with no '= value'",
+            )
+        if d.participants is not None and not d.participants.path.strip():
+            self.error("the participant table needs a file name", d.participants.span)
         return self.errors
 
     # -- helpers
@@ -144,6 +159,7 @@ class _Checker:
             logits=single.get(ast.LogitsDecl),
             embedding=single.get(ast.EmbeddingDecl),
             fit=single.get(ast.FitDecl),
+            participants=single.get(ast.ParticipantsDecl),
         )
 
     def duplicate(self, name: ast.Name, first: ast.Name, what: str) -> None:
@@ -495,4 +511,5 @@ def _keyword(stmt: ast.Statement) -> str:
         ast.LogitsDecl: "logits",
         ast.EmbeddingDecl: "embedding",
         ast.FitDecl: "fit",
+        ast.ParticipantsDecl: "participants",
     }[type(stmt)]

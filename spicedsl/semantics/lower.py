@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy
 
 from spicedsl import ir
+from spicedsl.runtime.param_table import table_path
 from spicedsl.semantics import sympy_functions
 from spicedsl.semantics.check import declarations
 from spicedsl.semantics.functions import FUNCTIONS
@@ -135,6 +136,9 @@ def lower(program: ast.Program, source: Source) -> ir.Model:
         embedding=embedding,
         fit=fit,
         source_name=source.name,
+        participant_table=(
+            table_path(source.name, decls.participants.path) if decls.participants else None
+        ),
     )
 
 

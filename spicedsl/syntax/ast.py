@@ -225,6 +225,17 @@ class FitDecl:
     span: Span = _span()
 
 
+@dataclass(frozen=True)
+class ParticipantsDecl:
+    """``participants from "table.csv"``: per-participant param values, one row each.
+
+    ``path`` is as written, relative to the model file's folder.
+    """
+
+    path: str
+    span: Span = _span()
+
+
 Statement = (
     ModelDecl
     | ActionsDecl
@@ -235,6 +246,7 @@ Statement = (
     | LogitsDecl
     | EmbeddingDecl
     | FitDecl
+    | ParticipantsDecl
 )
 
 

@@ -33,6 +33,7 @@ STATEMENT_KEYWORDS = (
     "logits",
     "embedding",
     "fit",
+    "participants",
 )
 # A statement keyword at the start of a line starts a statement, unless '=' follows it:
 # such a line can only be an equation line (and 'logits =' is the choice rule).
@@ -391,6 +392,9 @@ class _ToAst(Transformer):
 
     def fit_decl(self, meta, children):
         return ast.FitDecl(tuple(children), span=self._span(meta))
+
+    def participants_decl(self, meta, children):
+        return ast.ParticipantsDecl(str(children[0])[1:-1], span=self._span(meta))
 
     def fit_option(self, meta, children):
         return ast.FitOption(self._name(children[0]), children[1], span=self._span(meta))

@@ -9,10 +9,10 @@ from spicedsl.runtime.network import BaseRNN, ParamSpec
 class IndividualDifferencesTruthModel(BaseRNN):
     name = 'individual_differences_truth'
     states = {
-        'x_value_reward': 0.5,  # individual_differences_truth.spice:9
+        'x_value_reward': 0.5,  # individual_differences_truth.spice:8
     }
     params = {
-        'alpha_reward': ParamSpec(  # individual_differences_truth.spice:19
+        'alpha_reward': ParamSpec(  # individual_differences_truth.spice:18
             lower=0.0,
             upper=1.0,
             value=0.5,
@@ -20,7 +20,7 @@ class IndividualDifferencesTruthModel(BaseRNN):
             per_participant=True,
             embedded=False,
         ),
-        'alpha_no_reward': ParamSpec(  # individual_differences_truth.spice:20
+        'alpha_no_reward': ParamSpec(  # individual_differences_truth.spice:19
             lower=0.0,
             upper=1.0,
             value=0.5,
@@ -28,7 +28,7 @@ class IndividualDifferencesTruthModel(BaseRNN):
             per_participant=True,
             embedded=False,
         ),
-        'forget': ParamSpec(  # individual_differences_truth.spice:21
+        'forget': ParamSpec(  # individual_differences_truth.spice:20
             lower=0.0,
             upper=1.0,
             value=0.2,
@@ -36,7 +36,7 @@ class IndividualDifferencesTruthModel(BaseRNN):
             per_participant=False,
             embedded=False,
         ),
-        'beta': ParamSpec(  # individual_differences_truth.spice:22
+        'beta': ParamSpec(  # individual_differences_truth.spice:21
             lower=0.0,
             upper=None,
             value=3.0,
@@ -53,27 +53,27 @@ class IndividualDifferencesTruthModel(BaseRNN):
 
     def trial(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
-        # individual_differences_truth.spice:19
+        # individual_differences_truth.spice:18
         alpha_reward = self.param('alpha_reward')
-        # individual_differences_truth.spice:20
+        # individual_differences_truth.spice:19
         alpha_no_reward = self.param('alpha_no_reward')
-        # individual_differences_truth.spice:21
+        # individual_differences_truth.spice:20
         forget = self.param('forget')
-        # individual_differences_truth.spice:22
+        # individual_differences_truth.spice:21
         beta = self.param('beta')
-        # individual_differences_truth.spice:11
+        # individual_differences_truth.spice:10
         c_reward = data['reward']
-        # individual_differences_truth.spice:13
+        # individual_differences_truth.spice:12
         x_value_reward = torch.where(
             chosen,
             x_value_reward + (c_reward - x_value_reward)*(alpha_no_reward*(1 - c_reward) + alpha_reward*c_reward),
             x_value_reward,
         )
-        # individual_differences_truth.spice:16
+        # individual_differences_truth.spice:15
         x_value_reward = torch.where(
             ~chosen, forget*(0.5 - x_value_reward) + x_value_reward, x_value_reward
         )
-        # individual_differences_truth.spice:23
+        # individual_differences_truth.spice:22
         logits = beta*x_value_reward
         new_state = {
             'x_value_reward': x_value_reward,
