@@ -217,6 +217,9 @@ def report_html(result: FitResult, dataset: Dataset, sessions: int = REPORT_SESS
             "per-participant params, as the fitted model's participant table gives them "
             "(a term absent for a participant has 0). The line is the mean.</p>",
             _image(plots.figure_png(figure), "per-participant coefficients", "coefficients"),
+            "<p>The same numbers in short: for each column of the participant table, for how "
+            "many participants it is non-zero, and the distribution of its values.</p>",
+            f'<pre id="participant-summary">{html.escape(result.participant_summary())}</pre>',
         ]
     parts.append("</body></html>\n")
     return "\n".join(parts)

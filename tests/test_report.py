@@ -169,6 +169,8 @@ def test_report_of_an_embedding_fit_shows_participant_coefficients(tmp_path):
     fit = api.fit(EXAMPLES / "individual_differences.spice", dataset, progress=False, **TINY)
     _, parsed = read(report.write_report(fit, dataset, tmp_path / "report.html", sessions=1))
     assert set(parsed.images) == {"loss", "session-0", "coefficients"}
+    assert parsed.pre["participant-summary"] == fit.participant_summary()
+    assert "# per participant (3)" in parsed.pre["participant-summary"]
 
 
 def screenshot(chromium: str, html_file: Path, png: Path) -> np.ndarray:
