@@ -150,8 +150,10 @@ class Model:
 
     @cached_property
     def is_generative(self) -> bool:
-        """True when every mechanism is known: no learnable module, every param fixed."""
-        return not self.learned_modules and all(p.fixed for p in self.params)
+        """True when every mechanism is known: no learnable module, every param fixed or
+        given by the participant table."""
+        given = set(self.table_params) if self.participant_table else set()
+        return not self.learned_modules and all(p.fixed or p in given for p in self.params)
 
     def binary_inputs(self, module: LearnedModule) -> tuple[str, ...]:
         """Inputs of ``module`` that only take the values 0 and 1 whatever the data."""

@@ -229,6 +229,10 @@ def test_a_fitted_model_with_a_table_reproduces_the_fit(embedding_fit):
         assert done.returncode == 0, done.stderr
     with open(folder / "sim.csv", newline="") as handle:
         assert {row["participant"] for row in csv.DictReader(handle)} == {"1", "2"}
+    # plot draws it alone: the table makes it fully specified.
+    drawn = spicedsl("plot", str(out / "fitted.spice"), str(data), "--session", "2",
+                     "-o", str(folder / "session.png"), cwd=folder)  # fmt: skip
+    assert drawn.returncode == 0, drawn.stderr
 
 
 def test_the_fit_summarises_each_participant_column(embedding_fit):
