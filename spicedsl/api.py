@@ -108,22 +108,6 @@ def generative_network(
     return net
 
 
-def participant_values(model, participant_ids, unknown: str = "error"):
-    """The values the model's participant table gives each of ``participant_ids``
-    (None when it names no table); notes about unused table rows go to ``warnings``."""
-    import warnings
-
-    from spicedsl.runtime.param_table import model_table
-
-    table = model_table(model)
-    if table is None:
-        return None
-    values, notes = table.for_participants(participant_ids, unknown)
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
-    return values
-
-
 def evaluate(
     model: str | Path, data, unknown_participants: str = "error", **data_options
 ) -> dict[str, float]:
@@ -137,12 +121,13 @@ def evaluate(
     from spicedsl.fitting import count_free_parameters
     from spicedsl.runtime.batch import make_batch
     from spicedsl.runtime.metrics import choice_metrics, participant_nll
+    from spicedsl.runtime.param_table import model_values
 
     model_ir = load_ir(model)
     if isinstance(data, (str, Path)):
         data = read_data(data, model_ir, **data_options)
     n_actions = model_ir.n_actions or data.n_actions
-    values = participant_values(model_ir, data.participant_ids, unknown_participants)
+    values = model_values(model_ir, data.participant_ids, unknown_participants)
     ids = data.participant_ids
     net = generative_network(model_ir, n_actions, len(ids), None, values)
     batch = make_batch(data, n_actions)

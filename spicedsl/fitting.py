@@ -16,7 +16,6 @@ import sympy
 import torch
 
 from spicedsl import __version__, ir
-from spicedsl.api import participant_values
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
@@ -34,7 +33,7 @@ from spicedsl.runtime.equations import (
 )
 from spicedsl.runtime.metrics import choice_metrics, participant_nll
 from spicedsl.runtime.network import BaseRNN
-from spicedsl.runtime.param_table import format_param_table
+from spicedsl.runtime.param_table import format_param_table, model_values
 from spicedsl.runtime.train import TrainingLog, refit_params, train_network
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import OPTIONS, FitSettings
@@ -284,7 +283,7 @@ def fit(
     held_out = full.predicting(validation_sessions) if len(validation_sessions) else None
 
     n_participants = len(data.participant_ids)
-    table = participant_values(model_ir, data.participant_ids) or {}
+    table = model_values(model_ir, data.participant_ids) or {}
     net = network_class(model_ir)(
         n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
     )

@@ -126,11 +126,12 @@ def model_network(
     """
     if isinstance(model, BaseRNN):
         return model.eval()
-    from spicedsl.api import generative_network, participant_values
+    from spicedsl.api import generative_network
     from spicedsl.frontend import load_ir
+    from spicedsl.runtime.param_table import model_values
 
     model_ir = load_ir(model)
-    values = participant_values(model_ir, participant_ids)
+    values = model_values(model_ir, participant_ids)
     return generative_network(model_ir, n_actions, len(participant_ids), weights, values).eval()
 
 

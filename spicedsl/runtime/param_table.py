@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,12 @@ class ParamTable:
 
     def for_participants(
         self, participant_ids: Sequence[str], unknown: str = "error"
-    ) -> tuple[dict[str, list[float]], list[str]]:
+    ) -> dict[str, list[float]]:
         """Each param's value for each of ``participant_ids`` (the data's participants).
 
         Participants missing from the table are an error, or with ``unknown="mean"`` get
-        the mean over the table's participants. Returns the values and a note for each
-        table row whose participant is not among ``participant_ids``.
+        the mean over the table's participants. Each table row whose participant is not
+        among ``participant_ids`` gets a note through :mod:`warnings`.
         """
         index = {label: i for i, label in enumerate(self.participant_ids)}
         missing = [label for label in participant_ids if label not in index]
@@ -68,20 +69,18 @@ class ParamTable:
                 hint="add their rows, or give them the table's mean values "
                 "(--unknown-participants mean)",
             )
-        values = {
+        wanted = set(participant_ids)
+        for label, row in zip(self.participant_ids, self.rows, strict=True):
+            if label not in wanted:
+                unused = f"participant {label!r} is not in the data; the row is unused"
+                warnings.warn(f"{self.path}:{row}: {unused}", stacklevel=3)
+        return {
             name: [
                 column[index[label]] if label in index else math.fsum(column) / len(column)
                 for label in participant_ids
             ]
             for name, column in self.values.items()
         }
-        wanted = set(participant_ids)
-        notes = [
-            f"{self.path}:{row}: participant {label!r} is not in the data; the row is unused"
-            for label, row in zip(self.participant_ids, self.rows, strict=True)
-            if label not in wanted
-        ]
-        return values, notes
 
 
 def table_path(model_path: str, written: str) -> str:
@@ -90,6 +89,15 @@ def table_path(model_path: str, written: str) -> str:
     if model_path.startswith("<"):
         return written
     return str(Path(model_path).parent / written)
+
+
+def model_values(
+    model, participant_ids: Sequence[str], unknown: str = "error"
+) -> dict[str, list[float]] | None:
+    """The values the table of a checked model (:class:`spicedsl.ir.Model`) gives each of
+    ``participant_ids`` (see :meth:`ParamTable.for_participants`); None if it names none."""
+    table = model_table(model)
+    return table.for_participants(participant_ids, unknown) if table is not None else None
 
 
 def model_table(model) -> ParamTable | None:
