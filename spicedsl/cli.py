@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -85,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA")
     fit.add_argument("-o", "--output", metavar="OUTDIR", help="write fitted.spice, report.json")
     fit.add_argument("--overwrite", action="store_true", help="reuse a non-empty OUTDIR")
+    fit.add_argument(
+        "--resume",
+        metavar="OUTDIR",
+        help="finish an interrupted fit: take the network it trained from OUTDIR "
+        "(same model, data and options)",
+    )
     fit.add_argument(
         "--validation", type=float, default=0.2, help="held-out session fraction (0.2)"
     )
@@ -187,6 +194,7 @@ def _read_data(args: argparse.Namespace, model):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     warnings.showwarning = _note
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
@@ -199,6 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(*_) -> None:
+    """SIGTERM (a scheduler's or ``kill``'s stop) stops the work as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _note(message, *_) -> None:
@@ -287,31 +302,51 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    import time
+
     from spicedsl.files import check_output_dir
     from spicedsl.fitted import TABLE_FILE
-    from spicedsl.fitting import fit
+    from spicedsl.fitting import CHECKPOINT_FILE, fit
     from spicedsl.frontend import load_ir
 
     model_path = Path(args.model)
     model = load_ir(model_path)
+    if args.resume:
+        if args.output and Path(args.output).resolve() != Path(args.resume).resolve():
+            raise UsageError("--resume OUTDIR writes its results there; leave out -o")
+        args.output = args.resume
     if args.output:
-        out = check_output_dir(args.output, args.overwrite).resolve()
+        out = check_output_dir(args.output, args.overwrite or bool(args.resume)).resolve()
         for given in (args.model, args.data, model.participant_table):
             if given and Path(given).resolve().parent == out:
                 raise UsageError(f"{given} is inside the output folder; choose another -o")
     data = _read_data(args, model)
     settings = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
-    result = fit(
-        model_path,
-        data,
-        validation=args.validation,
-        seed=args.seed,
-        threads=args.threads,
-        device=args.device,
-        progress=not args.quiet,
-        digits=args.digits,
-        **settings,
-    )
+    started = time.time()
+    try:
+        result = fit(
+            model_path,
+            data,
+            validation=args.validation,
+            seed=args.seed,
+            threads=args.threads,
+            device=args.device,
+            progress=not args.quiet,
+            digits=args.digits,
+            checkpoint=args.output,
+            resume=bool(args.resume),
+            **settings,
+        )
+    except KeyboardInterrupt:
+        saved = Path(args.output or "", CHECKPOINT_FILE)
+        if args.output and saved.exists() and saved.stat().st_mtime >= started:
+            print(
+                f"interrupted; the trained network is saved in {args.output}\n"
+                f"hint: run the same command with --resume {args.output} to skip training",
+                file=sys.stderr,
+            )
+            return 130
+        raise
     sys.stdout.write(result.fitted_text)
     print(result.summary())
     if result.participant_table:

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from spicedsl.printer import format_expr, polynomial
 from spicedsl.runtime.equations import DiscoveredEquation
+from spicedsl.semantics.functions import output_range
 from spicedsl.source import Span
 from spicedsl.syntax import ast
 
@@ -170,7 +171,9 @@ def _rewrite(
                     )
                 )
                 terms.append((name, dict(powers)))
-            body = ast.Equation(ast.Name(stmt.name.id), polynomial(terms), span=stmt.body.span)
+            activation = stmt.body.activation.id if stmt.body.activation else None
+            expr = clipped(polynomial(terms), output_range(activation))
+            body = ast.Equation(ast.Name(stmt.name.id), expr, span=stmt.body.span)
             stmt = ast.ModuleDecl(stmt.name, stmt.target, stmt.filter, body, span=stmt.span)
         elif isinstance(stmt, ast.ParamDecl) and not stmt.fixed:
             stmt = param(stmt)
@@ -178,6 +181,27 @@ def _rewrite(
             continue
         statements += [*declared, stmt]
     return statements
+
+
+def clipped(expr: ast.Expr, bounds: tuple[float, float]) -> ast.Expr:
+    """``clip(expr, low, high)``: a discovered equation held to the range of the network
+    it replaces, so that the equation model means what the equation stage fitted. A
+    constant inside the range needs no clip.
+
+    >>> from spicedsl.printer import format_expr
+    >>> format_expr(clipped(ast.Name("v"), (-10.0, 10.0)))
+    'clip(v, -10, 10)'
+    >>> format_expr(clipped(ast.Number(0.3), (0.0, 1.0)))
+    '0.3'
+    """
+    low, high = bounds
+    constant = expr
+    if isinstance(expr, ast.Neg) and isinstance(expr.operand, ast.Number):
+        constant = ast.Number(-expr.operand.value)
+    if isinstance(constant, ast.Number) and low <= constant.value <= high:
+        return expr
+    ends = [ast.Number(end) if end >= 0 else ast.Neg(ast.Number(-end)) for end in bounds]
+    return ast.Call(ast.Name("clip"), (expr, *ends))
 
 
 def _valued(param: ast.ParamDecl, value: float, digits: int, fixed: bool) -> ast.ParamDecl:

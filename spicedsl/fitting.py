@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
 import platform
 import time
+import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from spicedsl.runtime.equations import (
     offpolicy_batch,
     record_modules,
 )
-from spicedsl.runtime.metrics import choice_metrics, participant_nll
+from spicedsl.runtime.metrics import chance_nll, choice_metrics, participant_nll
 from spicedsl.runtime.network import BaseRNN
 from spicedsl.runtime.param_table import format_param_table, model_values
 from spicedsl.runtime.train import TrainingLog, refit_params, train_network
@@ -77,6 +80,7 @@ class FitResult:
         lines = [
             f"# {self.model_name}: training {self.log.stopped} after "
             f"{len(self.log.train_loss)} epochs ({self.timings.get('training_s', 0):.1f} s)"
+            + (f", after {self.log.restarts} restarts from chance" if self.log.restarts else "")
         ]
         header = f"# {'':10} {'split':10} {'NLL/trial':>10} {'accuracy':>9} {'AIC':>10} {'BIC':>10}"
         lines.append(header)
@@ -126,7 +130,9 @@ class FitResult:
             "training": {
                 "epochs_run": len(self.log.train_loss),
                 "best_epoch": self.log.best_epoch,
+                "best_loss": self.log.best_loss,
                 "stopped": self.log.stopped,
+                "restarts": self.log.restarts,
                 "train_loss": self.log.train_loss,
                 "validation_loss": self.log.validation_loss,
             },
@@ -166,6 +172,9 @@ class FitResult:
 
         return equations_latex(self)
 
+
+# A float64 has 15 to 17 significant digits; more would print noise.
+MAX_DIGITS = 17
 
 # Refit coefficients or params beyond this size mean the refit diverged.
 MAX_COEFFICIENT = 1e4
@@ -222,6 +231,103 @@ def load_weights(net: BaseRNN, path: str | Path) -> None:
         ) from None
 
 
+# A network whose best loss is within this many nats of chance has learnt nothing.
+CHANCE_MARGIN = 1e-3
+# Fresh initialisations tried after a network that stayed at chance.
+CHANCE_RESTARTS = 2
+
+
+def _train(
+    new_network: Callable[[int], BaseRNN],
+    full: Batch,
+    train_sessions: np.ndarray,
+    validation_sessions: np.ndarray,
+    settings: FitSettings,
+    device: str,
+    progress: bool,
+) -> tuple[BaseRNN, TrainingLog]:
+    """Train a network from ``new_network(0)``; while it ends at chance, train fresh ones
+    from ``new_network(1)``, ... (``CHANCE_RESTARTS`` at most) and keep the best."""
+    on_device = _device(device)
+    moved = full.to(on_device)
+    train = moved.predicting(train_sessions)
+    validation = moved.predicting(validation_sessions) if len(validation_sessions) else None
+    monitored = validation if validation is not None else train
+    chance = chance_nll(monitored)
+    tried: list[tuple[BaseRNN, TrainingLog]] = []
+    for attempt in range(CHANCE_RESTARTS + 1):
+        net = new_network(attempt)
+        if not any(p.requires_grad for p in net.parameters()):
+            return net, TrainingLog(stopped="nothing to train")
+        net.to(on_device)
+        log = train_network(net, train, settings, validation, progress)
+        net.cpu()
+        tried.append((net, log))
+        if log.stopped == "interrupted" or log.best_loss < chance - CHANCE_MARGIN:
+            break
+    net, log = min(tried, key=lambda fit: fit[1].best_loss)
+    log.restarts = len(tried) - 1
+    if log.best_loss >= chance - CHANCE_MARGIN:
+        warnings.warn(
+            f"the network predicts the choices no better than chance (NLL {log.best_loss:.4f} "
+            f"per trial, chance {chance:.4f}) after {len(tried)} initialisations; check that "
+            "the model reads the inputs that drive the choices, or try another learning_rate",
+            stacklevel=2,
+        )
+    return net, log
+
+
+def _restart_seed(seed: int, attempt: int) -> int:
+    """The torch seed of restart ``attempt`` of a fit with ``seed``."""
+    return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+
+
+def _fingerprint(
+    text: str, data: Dataset, validation: float, seed: int, settings: FitSettings
+) -> str:
+    """A digest of everything training depends on, to tell whether a checkpoint is this
+    fit's."""
+    digest = hashlib.sha256()
+    digest.update(text.encode())
+    for array in (data.choices, data.reward, data.lengths, data.participant_index):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps([validation, seed, asdict(settings)]).encode())
+    return digest.hexdigest()
+
+
+CHECKPOINT_FILE = "training.json"
+
+
+def write_checkpoint(folder: str | Path, net: BaseRNN, log: TrainingLog, fingerprint: str) -> None:
+    """Save the trained network and its training log into ``folder`` (see :func:`fit`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(net, folder / "network.npz")
+    content = {"fingerprint": fingerprint, "log": asdict(log)}
+    write_atomic(folder / CHECKPOINT_FILE, json.dumps(content) + "\n")
+
+
+def read_checkpoint(folder: str | Path, net: BaseRNN, fingerprint: str) -> TrainingLog:
+    """Load the network a :func:`write_checkpoint` of the same fit saved; its log."""
+    folder = Path(folder)
+    hint = "run the fit without --resume to train again"
+    try:
+        content = json.loads((folder / CHECKPOINT_FILE).read_text(encoding="utf-8"))
+        fields = content["log"]
+        log = TrainingLog(**{k: fields[k] for k in TrainingLog.__dataclass_fields__})
+    except FileNotFoundError:
+        raise UsageError(f"'{folder}' holds no trained network to resume\nhint: {hint}") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SpiceError(f"cannot read '{folder / CHECKPOINT_FILE}': {error}") from None
+    if content.get("fingerprint") != fingerprint:
+        raise UsageError(
+            f"the network in '{folder}' was trained with another model, data or settings"
+            f"\nhint: {hint}, or give the model, data file and options of that fit"
+        )
+    load_weights(net, folder / "network.npz")
+    return log
+
+
 def fit(
     model: str | Path,
     data: Dataset,
@@ -232,6 +338,8 @@ def fit(
     device: str = "cpu",
     progress: bool = True,
     digits: int = 4,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
     **settings: float,
 ) -> FitResult:
     """Fit ``model`` to ``data``: train, discover equations, build the fitted model.
@@ -254,7 +362,14 @@ def fit(
         Where to train the network: "cpu" or "cuda" (or "cuda:N"). The equation stage
         always runs on the CPU.
     digits : int
-        Significant digits of the coefficients in the fitted model.
+        Significant digits of the coefficients in the fitted model (1 to 17).
+    checkpoint : str or Path, optional
+        A folder where the trained network is saved (``network.npz``, ``training.json``)
+        as soon as training ends, so that an interrupted or failed equation stage loses
+        nothing.
+    resume : bool
+        Take the trained network from ``checkpoint`` instead of training; the model,
+        the data and every setting must be those of the fit that saved it.
     **settings
         Overrides of the model file's ``fit`` settings (see ``spicedsl.settings``).
     """
@@ -266,10 +381,13 @@ def fit(
         if problem:
             raise UsageError(f"option {name} {problem}")
     fit_settings = model_ir.fit.replace(**settings)
-    if threads < 1 or digits < 1:
-        raise UsageError("threads and digits must be at least 1")
+    if threads < 1:
+        raise UsageError("threads must be at least 1")
+    if not 1 <= digits <= MAX_DIGITS:
+        raise UsageError(f"digits must be between 1 and {MAX_DIGITS}, not {digits}")
+    if resume and checkpoint is None:
+        raise UsageError("resuming needs the folder of the interrupted fit")
     n_actions = _check_actions(model_ir, data)
-    torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     timings: dict[str, float] = {}
@@ -284,25 +402,26 @@ def fit(
 
     n_participants = len(data.participant_ids)
     table = model_values(model_ir, data.participant_ids) or {}
-    net = network_class(model_ir)(
-        n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
-    )
-    net.set_participant_values(table)
-    start = time.perf_counter()
-    if any(p.requires_grad for p in net.parameters()):
-        on_device = _device(device)
-        net.to(on_device)
-        moved = full.to(on_device)
-        log = train_network(
-            net,
-            moved.predicting(train_sessions),
-            fit_settings,
-            moved.predicting(validation_sessions) if held_out is not None else None,
-            progress,
+
+    def new_network(attempt: int) -> BaseRNN:
+        torch.manual_seed(seed if attempt == 0 else _restart_seed(seed, attempt))
+        net = network_class(model_ir)(
+            n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
         )
-        net.cpu()
+        net.set_participant_values(table)
+        return net
+
+    fingerprint = _fingerprint(source.text, data, validation, seed, fit_settings)
+    start = time.perf_counter()
+    if resume:
+        net = new_network(0)
+        log = read_checkpoint(checkpoint, net, fingerprint)
     else:
-        log = TrainingLog(stopped="nothing to train")
+        net, log = _train(
+            new_network, full, train_sessions, validation_sessions, fit_settings, device, progress
+        )
+        if checkpoint is not None:
+            write_checkpoint(checkpoint, net, log, fingerprint)
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -334,6 +453,15 @@ def fit(
             for k, b in splits.items()
         },
     }
+    for stage, results in metrics.items():
+        for split, values in results.items():
+            if not math.isfinite(values["nll_per_trial"]):
+                model_kind = "trained network" if stage == "network" else "equation model"
+                raise FitError(
+                    f"the {model_kind}'s NLL on the {split} sessions is not finite, so its "
+                    "predictions are unusable"
+                    + (f"; the trained network is saved in '{checkpoint}'" if checkpoint else "")
+                )
     return FitResult(
         model_name=model_ir.name,
         equations={name: equation_expr(eq) for name, eq in discovered.items()},
@@ -597,8 +725,12 @@ def select_equations(
     times): a module's best equation can depend on what the others do. With the BIC of
     the choices as score, a term stays only if it pays for itself in predicted choices,
     not just in fitting the network.
+
+    The start is the first combination, in order of the candidates' summed ranks, that
+    can be scored (a finite score; at most ``MAX_STARTS`` are tried): from a start whose
+    refit diverges, every single change may diverge too, and the descent would be stuck.
     """
-    chosen = {name: options[0] for name, options in candidates.items()}
+    chosen = _scorable_start(candidates, score)
     for _ in range(MAX_SWEEPS):
         before = dict(chosen)
         for name, options in candidates.items():
@@ -610,6 +742,42 @@ def select_equations(
 
 
 MAX_SWEEPS = 3
+MAX_STARTS = 30
+
+
+def _scorable_start(
+    candidates: dict[str, list[DiscoveredEquation]],
+    score: Callable[[dict[str, DiscoveredEquation]], float],
+) -> dict[str, DiscoveredEquation]:
+    """The first combination of candidates with a finite score, best-ranked first."""
+    names = list(candidates)
+    first = {name: options[0] for name, options in candidates.items()}
+    ranks = _by_rank_sum([len(candidates[name]) for name in names])
+    for combination in itertools.islice(ranks, MAX_STARTS):
+        start = {name: candidates[name][i] for name, i in zip(names, combination, strict=True)}
+        if math.isfinite(score(start)):
+            return start
+    return first
+
+
+def _by_rank_sum(sizes: list[int]) -> Iterator[tuple[int, ...]]:
+    """Index combinations for lists of ``sizes``, by increasing sum of the indices.
+
+    >>> list(_by_rank_sum([2, 3]))
+    [(0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (1, 2)]
+    """
+
+    def with_sum(sizes: list[int], total: int) -> Iterator[tuple[int, ...]]:
+        if not sizes:
+            if total == 0:
+                yield ()
+            return
+        for first in range(min(sizes[0] - 1, total) + 1):
+            for rest in with_sum(sizes[1:], total - first):
+                yield (first, *rest)
+
+    for total in range(sum(size - 1 for size in sizes) + 1):
+        yield from with_sum(sizes, total)
 
 
 def equation_expr(equation: DiscoveredEquation) -> sympy.Expr:

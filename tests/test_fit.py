@@ -256,3 +256,78 @@ def test_cli_fit_refuses_an_output_folder_holding_its_input(tmp_path):
     )
     assert done.returncode == 2 and "inside the output folder" in done.stderr
     assert model.read_text() == (EXAMPLES / "q_learning.spice").read_text()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_the_kept_network_scores_the_reported_best_loss(small_data, dropout):
+    from spicedsl.runtime.batch import make_batch
+    from spicedsl.runtime.train import batch_nll, train_network
+    from spicedsl.settings import FitSettings
+
+    torch.manual_seed(0)
+    net = api.load_model(EXAMPLES / "forgetting.spice", dropout=dropout)
+    full = make_batch(small_data)
+    train, validation = full.predicting(np.arange(20)), full.predicting(np.arange(20, 30))
+    # A large learning rate makes the loss jump about, so the best epoch is not the last.
+    settings = FitSettings(epochs=40, learning_rate=0.3, dropout=dropout)
+    log = train_network(net, train, settings, validation, progress=False)
+    assert log.best_epoch < len(log.train_loss)
+    assert log.best_loss == min(log.validation_loss)
+    assert batch_nll(net, validation) == pytest.approx(log.best_loss, abs=1e-6)
+
+
+def test_fitted_equations_keep_the_clip_of_the_networks_they_replace():
+    # Fitted on real four-armed data: this equation drove a logit to -1651 in two trials.
+    runaway = ((-2.268, ()), (3.536, (("c_reward", 1),)), (-2.692, (("x_value_reward", 2),)))
+    equations = {
+        "x_value_reward_chosen": DiscoveredEquation(
+            "x_value_reward_chosen", "x_value_reward", runaway, 100
+        ),
+        "x_value_reward_not_chosen": DiscoveredEquation(
+            "x_value_reward_not_chosen", "x_value_reward", ((1.0, (("x_value_reward", 1),)),), 100
+        ),
+    }
+    source = (EXAMPLES / "forgetting.spice").read_text()
+    text = format_program(fitted_program(parse(source), equations, {"beta_reward": 1.0}), source)
+    assert "clip(-2.268 + 3.536 * c_reward - 2.692 * x_value_reward ^ 2, -10, 10)" in text
+    _, latents = api.simulate(text, 5, 30, seed=0)
+    assert np.isfinite(latents["x_value_reward"]).all()
+    assert np.abs(latents["x_value_reward"]).max() <= 10
+
+
+def test_a_start_that_cannot_be_scored_does_not_decide_the_selection():
+    def equation(module: str, n: int) -> DiscoveredEquation:
+        return DiscoveredEquation(module, "v", tuple((1.0, (("v", i),)) for i in range(n)), 10)
+
+    candidates = {m: [equation(m, n) for n in (3, 2, 1)] for m in ("a", "b")}
+
+    def score(equations: dict[str, DiscoveredEquation]) -> float:
+        sizes = [e.n_coefficients for e in equations.values()]
+        return np.inf if 3 in sizes else sum(sizes)  # any first candidate diverges
+
+    chosen = select_equations(candidates, score)
+    assert [e.n_coefficients for e in chosen.values()] == [1, 1]
+
+
+def test_a_network_at_chance_is_retrained_and_reported():
+    guesser = "model guess\nstate x = 0\nlogits = 0 * x\n"
+    dataset, _ = api.simulate(guesser, 30, 40, n_actions=2, seed=2)
+    with pytest.warns(UserWarning, match="no better than chance"):
+        result = api.fit(EXAMPLES / "forgetting.spice", dataset, progress=False, **QUICK)
+    assert result.log.restarts == 2
+    assert result.report()["training"]["restarts"] == 2
+    assert "restarts from chance" in result.summary()
+
+
+def test_digits_beyond_a_float64s_precision_are_refused(small_data):
+    with pytest.raises(SpiceError, match="digits must be between 1 and 17"):
+        api.fit(EXAMPLES / "learning_rate.spice", small_data, progress=False, digits=18, **QUICK)
+
+
+def test_a_fit_with_a_nan_metric_fails_instead_of_reporting_it(small_data):
+    broken = (
+        "model broken\nstate x = 0.5\nmodule m updates x when chosen\n    m = log(x - 1)\n"
+        "param beta = 1\nlogits = beta * x\n"
+    )
+    with pytest.raises(FitError, match="NLL on the train sessions is not finite"):
+        api.fit(broken, small_data, progress=False, **QUICK)

@@ -35,6 +35,11 @@ def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float
     }
 
 
+def chance_nll(batch: Batch) -> float:
+    """The NLL per trial of guessing: a uniform choice among the actions."""
+    return math.log(batch.chosen.shape[-1])
+
+
 def participant_nll(
     net: BaseRNN, batch: Batch, n_participants: int
 ) -> tuple[np.ndarray, np.ndarray]:

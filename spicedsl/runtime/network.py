@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# A learnable module's new value is clipped to this range, as in SPICE.
-CLIP = 10.0
+from spicedsl.semantics.functions import MODULE_CLIP as CLIP
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -384,6 +383,11 @@ class BaseRNN(nn.Module):
             yield
         finally:
             self._param_values = self._hidden_biases = None
+
+    @property
+    def has_dropout(self) -> bool:
+        """True when training mode drops units (of the embedding or a module network)."""
+        return self.embedding_drop.p > 0 or any(net.dropout > 0 for net in self.nets.values())
 
     @property
     def device(self) -> torch.device:

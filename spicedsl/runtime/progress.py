@@ -9,17 +9,22 @@ import time
 class Progress:
     """A one-line progress bar with the step, named values and the time left.
 
-    Writes to stderr only when ``enabled`` and stderr is a terminal, or when forced with
-    ``enabled=True`` and ``always=True``; otherwise it stays silent.
+    When ``enabled``, it draws on stderr if stderr is a terminal; otherwise (a log file,
+    a batch job) it writes one line when the work starts and none while it runs.
     """
 
-    def __init__(self, total: int, label: str, enabled: bool = True, width: int = 24) -> None:
+    def __init__(
+        self, total: int, label: str, enabled: bool = True, width: int = 24, unit: str = "steps"
+    ) -> None:
         self.total = total
         self.label = label
         self.enabled = enabled and sys.stderr.isatty()
         self.width = width
         self.start = time.perf_counter()
         self.last_draw = 0.0
+        if enabled and not self.enabled:
+            sys.stderr.write(f"{label}: at most {total} {unit}...\n")
+            sys.stderr.flush()
 
     def update(self, done: int, **values: float | None) -> None:
         if not self.enabled:

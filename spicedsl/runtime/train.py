@@ -40,6 +40,10 @@ class TrainingLog:
     validation_loss: list[float] = field(default_factory=list)
     stopped: str = "max_epochs"  # or "converged", "interrupted"
     best_epoch: int = 0
+    # The monitored loss (validation, else training) of the kept weights.
+    best_loss: float = math.inf
+    # Fresh initialisations trained after networks that stayed at chance.
+    restarts: int = 0
 
 
 def train_network(
@@ -67,26 +71,18 @@ def train_network(
     log = TrainingLog()
     best_loss, best_state = math.inf, _copy_state(net)
     smoothed_change, calm_epochs, previous = None, 0, None
-    bar = Progress(settings.epochs, "training", enabled=progress)
+    bar = Progress(settings.epochs, "training", enabled=progress, unit="epochs")
     net.train()
     # When validation sessions run in the training batch (see Batch.predicting) and no
     # dropout makes training logits differ from evaluation ones, one forward pass serves both.
-    dropout = any(m.p > 0 for _, m in net.named_modules() if isinstance(m, torch.nn.Dropout))
-    shared_forward = validation is not None and validation.trials is train.trials and not dropout
+    shared_forward = (
+        validation is not None and validation.trials is train.trials and not net.has_dropout
+    )
     try:
         for epoch in range(settings.epochs):
             logits = net(train.trials, train.chosen, train.participants)
             loss = choice_nll(logits, train.targets)
-            optimizer.zero_grad()
-            loss.backward()
             value = loss.item()
-            if not math.isfinite(value) or not _gradients_finite(net):
-                raise FitError(
-                    f"training diverged at epoch {epoch + 1}: {_first_non_finite(net)}; "
-                    "try a smaller learning_rate"
-                )
-            optimizer.step()
-            log.train_loss.append(value)
             monitored = value
             if validation is not None:
                 if shared_forward:
@@ -94,8 +90,19 @@ def train_network(
                 else:
                     monitored = batch_nll(net, validation)
                 log.validation_loss.append(monitored)
+            log.train_loss.append(value)
+            # The weights that produced this epoch's losses are those before the step.
             if monitored < best_loss:
                 best_loss, best_state, log.best_epoch = monitored, _copy_state(net), epoch + 1
+                log.best_loss = monitored
+            optimizer.zero_grad()
+            loss.backward()
+            if not math.isfinite(value) or not _gradients_finite(net):
+                raise FitError(
+                    f"training diverged at epoch {epoch + 1}: {_first_non_finite(net)}; "
+                    "try a smaller learning_rate"
+                )
+            optimizer.step()
             if previous is not None:
                 change = abs(previous - value) / max(abs(previous), 1e-12)
                 smoothed_change = (

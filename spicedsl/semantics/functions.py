@@ -58,9 +58,23 @@ FUNCTIONS: dict[str, Function] = {
     )
 }
 
-# Activations a learnable module may apply to its new value.
-ACTIVATIONS: dict[str, str] = {
-    "sigmoid": "torch.sigmoid",
-    "tanh": "torch.tanh",
-    "softplus": "torch.nn.functional.softplus",
+# A learnable module's new value is clipped to [-MODULE_CLIP, MODULE_CLIP], as in SPICE.
+MODULE_CLIP = 10.0
+
+# Activations a learnable module may apply to its new value, with the range its values
+# then lie in (after the clip).
+ACTIVATIONS: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "softplus": (0.0, MODULE_CLIP),
 }
+
+
+def output_range(activation: str | None) -> tuple[float, float]:
+    """The range of a learnable module's new values: its network's during training, and
+    the clip of the equation that replaces it.
+
+    >>> output_range(None), output_range("sigmoid")
+    ((-10.0, 10.0), (0.0, 1.0))
+    """
+    return ACTIVATIONS[activation] if activation else (-MODULE_CLIP, MODULE_CLIP)
