@@ -211,12 +211,8 @@ def session_latents(net: BaseRNN, dataset: Dataset, session: int | str) -> dict[
             torch.tensor([participant]),
             return_states=True,
         )
-    after = torch.softmax(logits[:, 0].double(), dim=-1).numpy()
-    probabilities = np.empty_like(after)
-    probabilities[0] = 1.0 / net.n_actions
-    probabilities[1:] = after[:-1]
     return {
-        "probabilities": probabilities,
+        "probabilities": torch.softmax(logits[:, 0].double(), dim=-1).numpy(),
         **{name: values[:, 0].double().numpy() for name, values in states.items()},
     }
 

@@ -166,7 +166,7 @@ def test_source_lines_are_comments_above_their_statements() -> None:
     code = compile_model(EXAMPLES / "learning_rate.spice")
     lines = code.splitlines()
     model_lines = (EXAMPLES / "learning_rate.spice").read_text().splitlines()
-    start = lines.index("    def trial(self, state, data, chosen):")
+    start = lines.index("    def update(self, state, data, chosen):")
     comments = [i for i in range(start, len(lines)) if lines[i].strip().startswith("#")]
     assert len(comments) == 7
     for i in comments:
@@ -176,9 +176,10 @@ def test_source_lines_are_comments_above_their_statements() -> None:
         if first_word == "module":
             target = model_lines[number - 1].split()[3]
             assert statement.startswith(f"{target} = ")
-        else:  # control, param or logits: the statement assigns the declared name
-            name = model_lines[number - 1].split()[1 if first_word != "logits" else 0]
-            assert statement.startswith(f"{name} = ")
+        elif first_word == "logits":
+            assert statement.startswith("return ")
+        else:  # control or param: the statement assigns the declared name
+            assert statement.startswith(f"{model_lines[number - 1].split()[1]} = ")
 
 
 # --- every example runs --------------------------------------------------------------
@@ -240,8 +241,11 @@ def test_stepping_through_trials_gives_what_forward_gives() -> None:
         state = net.initial_state(3)
         with net.running(batch.participants):
             for t, data in enumerate(batch.trials):
-                state, logits = net.trial(state, data, batch.chosen[t])
+                logits = net.trial_logits(state, data, 3)
                 torch.testing.assert_close(logits, expected[t], rtol=0, atol=0)
+                present = batch.chosen[t].any(-1, keepdim=True)
+                updated = net.update(state, data, batch.chosen[t])
+                state = {k: torch.where(present, v, state[k]) for k, v in updated.items()}
 
 
 def test_params_outside_forward_are_current() -> None:
@@ -275,8 +279,10 @@ def test_q_learning_matches_the_numpy_reference(n_actions: int) -> None:
         logits = net(batch.trials, batch.chosen, batch.participants)
     ours = torch.softmax(logits, dim=-1).numpy().transpose(1, 0, 2)
     expected = agent.next_choice_probabilities(data.choices, data.reward, n_actions)
-    real = data.choices >= 0
-    np.testing.assert_allclose(ours[real], expected[real], rtol=0, atol=1e-6)
+    # Our logits of trial t + 1 come from trials 1..t, as the reference's entry t does.
+    real = data.choices[:, 1:] >= 0
+    np.testing.assert_allclose(ours[:, 1:][real], expected[:, :-1][real], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours[:, 0], 1 / n_actions, rtol=0, atol=1e-12)
 
 
 EXPRESSIONS = [
@@ -372,10 +378,13 @@ def test_learning_rate_model_computes_the_seed_equations() -> None:
     torch.testing.assert_close(inputs, expected_inputs)
     torch.testing.assert_close(torch.cat(record.after), rate[chosen])
     forgetting = recordings["x_value_reward_not_chosen"]
-    torch.testing.assert_close(torch.cat(forgetting.before), before_value[~chosen])
-    torch.testing.assert_close(torch.cat(forgetting.after), value[~chosen])
-    assert torch.cat(forgetting.inputs).shape == (int((~chosen).sum()), 0)
-    torch.testing.assert_close(logits, net.param("beta_value") * value)
+    # Padding has no choice: it updates nothing, and nothing of it is recorded.
+    not_chosen = ~chosen & chosen.any(-1, keepdim=True)
+    torch.testing.assert_close(torch.cat(forgetting.before), before_value[not_chosen])
+    torch.testing.assert_close(torch.cat(forgetting.after), value[not_chosen])
+    assert torch.cat(forgetting.inputs).shape == (int(not_chosen.sum()), 0)
+    # Each trial's logits come from the values at its start.
+    torch.testing.assert_close(logits, net.param("beta_value") * before_value)
 
 
 # --- names and text from the model file ----------------------------------------------

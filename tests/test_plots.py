@@ -50,15 +50,14 @@ def line(ax, label):
     return found
 
 
-def next_choice_probabilities(net, dataset, session):
+def choice_probabilities(net, dataset, session):
     """P(action) on each trial of ``session``, from one forward pass over all sessions."""
     batch = make_batch(dataset, net.n_actions)
     net.eval()
     with torch.no_grad():
         logits = net(batch.trials, batch.chosen, batch.participants)
-    after = torch.softmax(logits[:, session].double(), -1).numpy()
     n = int(dataset.lengths[session])
-    return np.vstack([np.full((1, net.n_actions), 0.5), after[: n - 1]])
+    return torch.softmax(logits[:n, session].double(), -1).numpy()
 
 
 def test_truth_lines_are_the_simulated_probabilities_and_values(simulation):
@@ -96,7 +95,7 @@ def test_network_and_equation_lines_one_panel_per_state_shared_trial_axis(data, 
     assert states == [f"state:{name}" for name in result.network.states]
     assert len(states) == len(result.network.states) == 2
     for name, net in (("network", result.network), ("equations", fitted_net)):
-        expected = next_choice_probabilities(net, data, 3)[:, 1]
+        expected = choice_probabilities(net, data, 3)[:, 1]
         drawn = line(axes["probabilities"], f"{name}, action 1").get_ydata()
         np.testing.assert_allclose(drawn, expected, atol=1e-6)
     # The truth has no learning-rate state: only the two fitted models draw that panel.
@@ -181,7 +180,9 @@ def test_participant_coefficients_of_an_embedding_fit():
     truth = api.load_model(Q_LEARNING)
     participants = np.repeat(np.arange(3), 2)
     dataset, _ = run_simulation(truth, 6, 20, np.random.default_rng(0), participants)
-    fit = api.fit(EXAMPLES / "individual_differences.spice", dataset, progress=False, **TINY)
+    fit = api.fit(
+        EXAMPLES / "individual_differences.spice", dataset, progress=False, **{**TINY, "epochs": 40}
+    )
     values = plots.participant_coefficients(fit)
     labels = fit.participant_labels
     expected_keys = {name if labels[name] == "param" else labels[name] for name in labels}

@@ -70,10 +70,11 @@ def generate(model: ir.Model) -> str:
         + [c.name for c in model.controls]
         + [p.name for p in model.params]
     )
-    statements = _TrialWriter(model, names).statements()
+    writer = _TrialWriter(model, names)
+    update, choice_logits = writer.update(), writer.choice_logits()
     used = {
         node.id
-        for statement in statements
+        for statement in update + choice_logits
         for node in ast.walk(ast.parse(statement.code))
         if isinstance(node, ast.Name)
     }
@@ -97,7 +98,9 @@ def generate(model: ir.Model) -> str:
             embedding_size=model.embedding.size if model.embedding else 0,
             embedding_dropout=model.embedding.dropout if model.embedding else 0.0,
             state_locals=[(names[s.name], s.name) for s in model.states],
-            statements=statements,
+            logits_state_locals=[(names[s], s) for s in writer.logits_states()],
+            update=update,
+            choice_logits=choice_logits,
         )
     )
 
@@ -123,10 +126,11 @@ def _module_setup(model: ir.Model, module: ir.LearnedModule) -> dict[str, object
 
 
 class _TrialWriter:
-    """Writes the statements of the generated ``trial`` method.
+    """Writes the statements of the generated ``update`` and ``choice_logits`` methods.
 
-    First the params and controls that a module, a trial filter or the logits read;
-    then one statement per module, in the order of the model file; then the logits.
+    ``update``: the params and controls that a module or a trial filter reads, then one
+    statement per module, in the order of the model file. ``choice_logits``: the params
+    and controls the choice rule reads, then the logits.
     """
 
     def __init__(self, model: ir.Model, names: dict[str, str]) -> None:
@@ -138,9 +142,25 @@ class _TrialWriter:
             c.name for c in model.controls if c.state is not None or c.column in _PER_ACTION_COLUMNS
         }
 
-    def statements(self) -> list[Statement]:
+    def update(self) -> list[Statement]:
+        out = self._reads(self._names_updates_read())
+        out.extend(self._module(module) for module in self.model.modules)
+        return out
+
+    def choice_logits(self) -> list[Statement]:
+        logits = self.model.logits
+        out = self._reads({s.name for s in logits.free_symbols})
+        text = self.printer.doprint(logits) if logits.free_symbols else number_text(logits)
+        return [*out, Statement(self.model.logits_line, f"return {text}")]
+
+    def logits_states(self) -> list[str]:
+        """The states the choice rule reads."""
+        read = {s.name for s in self.model.logits.free_symbols}
+        return [s.name for s in self.model.states if s.name in read]
+
+    def _reads(self, read: set[str]) -> list[Statement]:
+        """The params and controls among ``read``, each computed once."""
         model, names = self.model, self.names
-        read = self._names_read()
         out = [
             Statement(p.line, f"{names[p.name]} = self.param({p.name!r})")
             for p in model.params
@@ -156,12 +176,10 @@ class _TrialWriter:
             else:
                 value = f"data[{control.column!r}]"
             out.append(Statement(control.line, f"{names[control.name]} = {value}"))
-        out.extend(self._module(module) for module in model.modules)
-        out.append(Statement(model.logits_line, f"logits = {self._logits()}"))
         return out
 
-    def _names_read(self) -> set[str]:
-        exprs = [self.model.logits]
+    def _names_updates_read(self) -> set[str]:
+        exprs = []
         read: set[str] = set()
         for module in self.model.modules:
             if module.filter.condition is not None:
@@ -188,12 +206,6 @@ class _TrialWriter:
         if self._is_per_action(module.expr):
             return Statement(module.line, f"{target} = {expr}")
         return Statement(module.line, f"{target} = {expr} + torch.zeros_like({target})")
-
-    def _logits(self) -> str:
-        logits = self.model.logits
-        if logits.free_symbols:  # a tensor: (batch, 1) ones are expanded by forward()
-            return self.printer.doprint(logits)
-        return f"torch.full(chosen.shape, {number_text(logits)}, device=chosen.device)"
 
     def _is_per_action(self, expr: sympy.Expr) -> bool:
         return any(s.name in self.per_action for s in expr.free_symbols)

@@ -9,7 +9,7 @@ import torch
 
 from spicedsl.runtime.data import Dataset
 
-# Target value of trials whose next choice is not predicted (padding, last trial).
+# Target value of trials whose choice is not predicted (padding, a missed or first choice).
 IGNORE = -1
 
 
@@ -18,8 +18,9 @@ class Batch:
     """Sessions as time-major tensors.
 
     ``trials[t]`` maps each data column a model may read to a (sessions, 1) or
-    (sessions, actions) tensor; ``chosen`` is (trials, sessions, actions) boolean;
-    ``targets[t]`` is the choice on trial t + 1, or ``IGNORE``.
+    (sessions, actions) tensor; ``chosen`` is (trials, sessions, actions) boolean, all
+    false on a trial without a choice; ``targets[t]`` is the choice on trial t, or
+    ``IGNORE`` where it is not predicted.
     """
 
     trials: list[dict[str, torch.Tensor]]
@@ -48,14 +49,22 @@ class Batch:
         return Batch(self.trials, self.chosen, targets, self.participants)
 
 
-def make_batch(dataset: Dataset, n_actions: int | None = None) -> Batch:
-    """Tensors for every session of ``dataset`` (float32, time-major)."""
+def make_batch(
+    dataset: Dataset, n_actions: int | None = None, predict_first: bool = False
+) -> Batch:
+    """Tensors for every session of ``dataset`` (float32, time-major).
+
+    Unless ``predict_first``, the first choice of each session is not a target: a model
+    whose logits read nothing but its states has seen nothing yet, and gives every
+    action the same probability.
+    """
     n_actions = n_actions or dataset.n_actions
     choices = torch.as_tensor(dataset.choices.T.copy())  # (trials, sessions)
+    made = choices >= 0
     chosen = torch.nn.functional.one_hot(choices.clamp(min=0), n_actions).bool()
-    chosen &= (choices >= 0).unsqueeze(-1)
-    targets = torch.full_like(choices, IGNORE)
-    targets[:-1] = torch.where(choices[1:] >= 0, choices[1:], IGNORE)
+    chosen &= made.unsqueeze(-1)
+    predicted = made if predict_first else made & (made.cumsum(0) > 1)
+    targets = torch.where(predicted, choices, IGNORE)
     columns = {"reward": torch.as_tensor(dataset.reward.T.copy()).unsqueeze(-1)}
     if dataset.rewards is not None:
         columns["rewards"] = torch.as_tensor(dataset.rewards.transpose(1, 0, 2).copy())

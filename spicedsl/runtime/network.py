@@ -1,7 +1,8 @@
 """The runtime base class of every generated model: a recurrent network over trials.
 
-A generated subclass declares its states, params and modules as data and writes one
-method, :meth:`BaseRNN.trial`, with the model's update equations. This class owns
+A generated subclass declares its states, params and modules as data and writes two
+methods: :meth:`BaseRNN.update`, with the model's update equations, and
+:meth:`BaseRNN.choice_logits`, with its choice rule. This class owns
 everything else: parameters with bounds, learnable module networks, participant
 embeddings, the loop over trials, and the recording used by the equation stage.
 """
@@ -211,7 +212,7 @@ class BaseRNN(nn.Module):
     Subclasses set the class attributes ``name``, ``states`` (name -> initial value),
     ``params`` (name -> :class:`ParamSpec`), ``module_specs`` (name -> :class:`ModuleSpec`),
     ``data_columns`` and ``embedding_size``/``embedding_dropout``, and implement
-    :meth:`trial`.
+    :meth:`update` and :meth:`choice_logits`.
 
     Inside :meth:`running` (so during :meth:`forward`) the params and the hidden-layer
     biases of the module networks are computed once, not on every trial: they do not
@@ -262,6 +263,8 @@ class BaseRNN(nn.Module):
         self.recordings: dict[str, Recording] | None = None
         self._embedded: torch.Tensor | None = None
         self._participants: torch.Tensor | None = None
+        # Inside forward(): (batch, 1), whether each session's current trial has a choice.
+        self._present: torch.Tensor | None = None
         # Set only inside running(): each param's value and each module's hidden bias.
         self._param_values: dict[str, torch.Tensor] | None = None
         self._hidden_biases: dict[str, torch.Tensor] | None = None
@@ -346,22 +349,44 @@ class BaseRNN(nn.Module):
             self._record(name, value, new, features[:, 1:].view(*value.shape, len(inputs)), mask)
         return new if mask is None else torch.where(mask, new, value)
 
-    def trial(
+    def update(
         self,
         state: dict[str, torch.Tensor],
         data: Mapping[str, torch.Tensor],
         chosen: torch.Tensor,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Update ``state`` with one trial's ``data``; return it and the next choice's logits.
+    ) -> dict[str, torch.Tensor]:
+        """The states after one trial: ``state`` updated with the trial's ``data``.
 
         ``chosen`` is the (batch, actions) boolean mask of the chosen action.
         """
         raise NotImplementedError
 
+    def choice_logits(
+        self, state: dict[str, torch.Tensor], data: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor | float:
+        """The logits of a trial's choice, from the states at the start of the trial and
+        what is seen before the choice."""
+        raise NotImplementedError
+
+    def trial_logits(
+        self, state: dict[str, torch.Tensor], data: Mapping[str, torch.Tensor], batch_size: int
+    ) -> torch.Tensor:
+        """:meth:`choice_logits` as a (batch, actions) tensor; actions not offered on the
+        trial (``data["offered"]`` false) get a logit of minus infinity."""
+        logits = self.choice_logits(state, data)
+        expected = (batch_size, self.n_actions)
+        if not isinstance(logits, torch.Tensor):
+            logits = torch.full(expected, float(logits), device=self.device)
+        elif logits.shape != expected:
+            logits = logits.expand(expected)
+        offered = data.get("offered")
+        return logits if offered is None else logits.masked_fill(~offered, -math.inf)
+
     # -- the loop -----------------------------------------------------------------------
     @contextmanager
     def running(self, participants: torch.Tensor) -> Iterator[None]:
-        """Prepare :meth:`trial` calls on sessions of the given participants.
+        """Prepare :meth:`update` and :meth:`choice_logits` calls on sessions of the given
+        participants.
 
         :meth:`forward` runs inside it; a caller that steps through trials itself (such
         as the simulator) wraps its loop in it.
@@ -407,7 +432,11 @@ class BaseRNN(nn.Module):
         participants: torch.Tensor,
         return_states: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits of the next choice after each trial, shape (trials, batch, actions).
+        """The logits of each trial's choice, shape (trials, batch, actions).
+
+        The logits of trial t come from the states at its start (after trials 1..t-1)
+        and what is seen before its choice. A trial without a choice (a missed trial, or
+        padding) changes no state.
 
         Parameters
         ----------
@@ -421,19 +450,26 @@ class BaseRNN(nn.Module):
             Also return every state's values after each trial, (trials, batch, actions).
         """
         batch_size = chosen.shape[1]
-        expected = (batch_size, self.n_actions)
+        present = chosen.any(-1, keepdim=True)  # (trials, batch, 1)
+        some_absent = (~present).any(1).flatten().tolist()
         with self.running(participants):
             state = self.initial_state(batch_size)
             logits = []
             history: dict[str, list[torch.Tensor]] = {name: [] for name in self.states}
-            for data, chosen_now in zip(trials, chosen.unbind(0), strict=True):
-                state, step_logits = self.trial(state, data, chosen_now)
-                if step_logits.shape != expected:
-                    step_logits = step_logits.expand(expected)
-                logits.append(step_logits)
+            for t, (data, chosen_now) in enumerate(zip(trials, chosen.unbind(0), strict=True)):
+                logits.append(self.trial_logits(state, data, batch_size))
+                self._present = present[t]
+                new_state = self.update(state, data, chosen_now)
+                if some_absent[t]:
+                    new_state = {
+                        name: torch.where(present[t], value, state[name])
+                        for name, value in new_state.items()
+                    }
+                state = new_state
                 if return_states:
                     for name, value in state.items():
                         history[name].append(value)
+            self._present = None
         stacked = torch.stack(logits)
         if return_states:
             return stacked, {name: torch.stack(values) for name, values in history.items()}
@@ -456,6 +492,8 @@ class BaseRNN(nn.Module):
         mask: torch.Tensor | None,
     ) -> None:
         selected = torch.ones_like(before, dtype=torch.bool) if mask is None else mask
+        if self._present is not None:  # a trial without a choice updates nothing
+            selected = selected & self._present
         selected = selected.expand_as(before)
         record = self.recordings[name]
         record.before.append(before[selected].detach())

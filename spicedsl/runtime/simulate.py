@@ -21,9 +21,9 @@ def simulate(
 ) -> tuple[Dataset, dict[str, np.ndarray]]:
     """Let ``net`` play ``n_sessions`` sessions of a drifting ``net.n_actions``-armed bandit.
 
-    Every session starts with the same value in each action's entry of every state, so
-    the first choice is uniform. After that, each choice is drawn from the softmax of
-    the logits computed after the previous trial.
+    Each choice is drawn from the softmax of the trial's logits: from the states at the
+    start of the trial (every action's entry starts equal, so the first choice is
+    uniform unless the choice rule reads more than the states).
 
     With ``every_reward``, the dataset also keeps every action's reward (as for a model
     that reads ``data.rewards``), so that it is written as ``reward_0, reward_1, ...``.
@@ -49,22 +49,20 @@ def simulate(
     uniforms = rng.random((n_sessions, n_trials))
     net.eval()
     state = net.initial_state(n_sessions)
-    p = np.full((n_sessions, n_actions), 1.0 / n_actions)
     with torch.no_grad(), net.running(torch.as_tensor(participants, dtype=torch.long)):
         for t in range(n_trials):
+            data = {"rewards": torch.as_tensor(rewards[:, t], dtype=torch.float32)}
+            logits = net.trial_logits(state, data, n_sessions)
+            p = torch.softmax(logits.double(), -1).numpy()
             probabilities[:, t] = p
             choice = (p.cumsum(axis=1) < uniforms[:, t, None]).sum(axis=1).clip(max=n_actions - 1)
             choices[:, t] = choice
             chosen = torch.nn.functional.one_hot(torch.as_tensor(choice), n_actions).bool()
             reward = rewards[np.arange(n_sessions), t, choice]
-            data = {
-                "reward": torch.as_tensor(reward, dtype=torch.float32).unsqueeze(-1),
-                "rewards": torch.as_tensor(rewards[:, t], dtype=torch.float32),
-            }
-            state, logits = net.trial(state, data, chosen)
+            data["reward"] = torch.as_tensor(reward, dtype=torch.float32).unsqueeze(-1)
+            state = net.update(state, data, chosen)
             for name, value in state.items():
                 history[name][:, t] = value.numpy()
-            p = torch.softmax(logits.double().expand(n_sessions, n_actions), -1).numpy()
     reward_chosen = np.take_along_axis(rewards, choices[..., None], axis=-1)[..., 0]
     n_participants = int(participants.max()) + 1
     dataset = Dataset(

@@ -79,13 +79,9 @@ class ChoicePerseveranceModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
         x_value_choice = state['x_value_choice']
-        # choice_perseverance.spice:25
-        beta_reward = self.param('beta_reward')
-        # choice_perseverance.spice:26
-        beta_choice = self.param('beta_choice')
         # choice_perseverance.spice:11
         c_reward = data['reward']
         # choice_perseverance.spice:13
@@ -96,10 +92,17 @@ class ChoicePerseveranceModel(BaseRNN):
         x_value_choice = self.learned('x_value_choice_chosen', x_value_choice, chosen)
         # choice_perseverance.spice:22
         x_value_choice = self.learned('x_value_choice_not_chosen', x_value_choice, ~chosen)
-        # choice_perseverance.spice:27
-        logits = beta_choice*x_value_choice + beta_reward*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
             'x_value_choice': x_value_choice,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        x_value_choice = state['x_value_choice']
+        # choice_perseverance.spice:25
+        beta_reward = self.param('beta_reward')
+        # choice_perseverance.spice:26
+        beta_choice = self.param('beta_choice')
+        # choice_perseverance.spice:27
+        return beta_choice*x_value_choice + beta_reward*x_value_reward

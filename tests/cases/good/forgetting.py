@@ -48,19 +48,21 @@ class ForgettingModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
-        # forgetting.spice:19
-        beta_reward = self.param('beta_reward')
         # forgetting.spice:11
         c_reward = data['reward']
         # forgetting.spice:13
         x_value_reward = self.learned('x_value_reward_chosen', x_value_reward, chosen, c_reward)
         # forgetting.spice:16
         x_value_reward = self.learned('x_value_reward_not_chosen', x_value_reward, ~chosen)
-        # forgetting.spice:20
-        logits = beta_reward*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # forgetting.spice:19
+        beta_reward = self.param('beta_reward')
+        # forgetting.spice:20
+        return beta_reward*x_value_reward

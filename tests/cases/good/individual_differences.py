@@ -48,19 +48,21 @@ class IndividualDifferencesModel(BaseRNN):
     embedding_size = 8
     embedding_dropout = 0.1
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
-        # individual_differences.spice:20
-        beta_reward = self.param('beta_reward')
         # individual_differences.spice:12
         c_reward = data['reward']
         # individual_differences.spice:14
         x_value_reward = self.learned('x_value_reward_chosen', x_value_reward, chosen, c_reward)
         # individual_differences.spice:17
         x_value_reward = self.learned('x_value_reward_not_chosen', x_value_reward, ~chosen)
-        # individual_differences.spice:21
-        logits = beta_reward*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # individual_differences.spice:20
+        beta_reward = self.param('beta_reward')
+        # individual_differences.spice:21
+        return beta_reward*x_value_reward

@@ -51,7 +51,7 @@ class IndividualDifferencesTruthModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
         # individual_differences_truth.spice:18
         alpha_reward = self.param('alpha_reward')
@@ -59,8 +59,6 @@ class IndividualDifferencesTruthModel(BaseRNN):
         alpha_no_reward = self.param('alpha_no_reward')
         # individual_differences_truth.spice:20
         forget = self.param('forget')
-        # individual_differences_truth.spice:21
-        beta = self.param('beta')
         # individual_differences_truth.spice:10
         c_reward = data['reward']
         # individual_differences_truth.spice:12
@@ -73,9 +71,13 @@ class IndividualDifferencesTruthModel(BaseRNN):
         x_value_reward = torch.where(
             ~chosen, forget*(0.5 - x_value_reward) + x_value_reward, x_value_reward
         )
-        # individual_differences_truth.spice:22
-        logits = beta*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # individual_differences_truth.spice:21
+        beta = self.param('beta')
+        # individual_differences_truth.spice:22
+        return beta*x_value_reward

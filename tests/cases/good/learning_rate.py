@@ -51,11 +51,9 @@ class LearningRateModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
         x_learning_rate_reward = state['x_learning_rate_reward']
-        # learning_rate.spice:27
-        beta_value = self.param('beta_value')
         # learning_rate.spice:13
         c_reward = data['reward']
         # learning_rate.spice:14
@@ -72,10 +70,14 @@ class LearningRateModel(BaseRNN):
             x_learning_rate_reward*(c_reward - x_value_reward) + x_value_reward,
             x_value_reward,
         )
-        # learning_rate.spice:28
-        logits = beta_value*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
             'x_learning_rate_reward': x_learning_rate_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # learning_rate.spice:27
+        beta_value = self.param('beta_value')
+        # learning_rate.spice:28
+        return beta_value*x_value_reward

@@ -43,14 +43,12 @@ class QLearningModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
         # q_learning.spice:17
         alpha = self.param('alpha')
         # q_learning.spice:18
         forget = self.param('forget')
-        # q_learning.spice:19
-        beta = self.param('beta')
         # q_learning.spice:9
         c_reward = data['reward']
         # q_learning.spice:11
@@ -61,9 +59,13 @@ class QLearningModel(BaseRNN):
         x_value_reward = torch.where(
             ~chosen, forget*(0.5 - x_value_reward) + x_value_reward, x_value_reward
         )
-        # q_learning.spice:20
-        logits = beta*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # q_learning.spice:19
+        beta = self.param('beta')
+        # q_learning.spice:20
+        return beta*x_value_reward

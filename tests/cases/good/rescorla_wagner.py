@@ -48,19 +48,21 @@ class RescorlaWagnerModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
-        # rescorla_wagner.spice:18
-        beta_reward = self.param('beta_reward')
         # rescorla_wagner.spice:10
         c_reward = data['reward']
         # rescorla_wagner.spice:12
         x_value_reward = self.learned('x_value_reward_chosen', x_value_reward, chosen, c_reward)
         # rescorla_wagner.spice:15
         x_value_reward = self.learned('x_value_reward_not_chosen', x_value_reward, ~chosen)
-        # rescorla_wagner.spice:19
-        logits = beta_reward*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # rescorla_wagner.spice:18
+        beta_reward = self.param('beta_reward')
+        # rescorla_wagner.spice:19
+        return beta_reward*x_value_reward
