@@ -32,15 +32,19 @@ def read_data(path: str | Path, model, *more_models, **options):
     input column they read, their rewards, and the first model's action count.
 
     ``options`` go to :func:`spicedsl.runtime.data.load_dataset` (``columns``, ``sep``,
-    ``choice_base``, ``rescale_rewards``, ``n_actions``).
+    ``choice_base``, ``rescale_rewards``, ``n_actions``); ``n_actions`` defaults to the
+    model's ``actions``, and must agree with it.
     """
     import numpy as np
 
-    from spicedsl.errors import DataError
+    from spicedsl.errors import DataError, UsageError
     from spicedsl.runtime.data import load_dataset
 
     models = (model, *more_models)
-    options.setdefault("n_actions", model.n_actions)
+    if options.get("n_actions") is None:
+        options["n_actions"] = model.n_actions
+    elif model.n_actions is not None and options["n_actions"] != model.n_actions:
+        raise UsageError(f"the model has {model.n_actions} actions, not {options['n_actions']}")
     inputs = list(dict.fromkeys(column for m in models for column in m.data_columns))
     dataset = load_dataset(path, inputs=inputs, **options)
     if any(m.reads_every_reward for m in models):

@@ -17,7 +17,7 @@ from pathlib import Path
 from spicedsl import __version__
 from spicedsl.errors import EXIT_USAGE_ERROR, SpiceError, UsageError
 from spicedsl.runtime.param_table import UNKNOWN_PARTICIPANTS
-from spicedsl.settings import OPTIONS
+from spicedsl.settings import MAX_ACTIONS, OPTIONS
 
 DESCRIPTION = """\
 spicedsl: write a SPICE model as a short text file, fit it to choice data, and get the
@@ -161,6 +161,12 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--choice-base", type=int, choices=(0, 1), help="first action's code (default: auto)"
     )
     group.add_argument(
+        "--actions",
+        type=int,
+        metavar="N",
+        help="number of actions (default: the model's, or from the data)",
+    )
+    group.add_argument(
         "--no-rescale", action="store_true", help="keep rewards as they are (no [0, 1] scaling)"
     )
 
@@ -172,6 +178,8 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
     """The options of :func:`spicedsl.api.read_data` that the data flags set."""
     from spicedsl.runtime.data import ColumnMap
 
+    if args.actions is not None and not 2 <= args.actions <= MAX_ACTIONS:
+        raise UsageError(f"--actions must be between 2 and {MAX_ACTIONS}")
     mapping = {
         field: getattr(args, f"{field}_column")
         for field in _COLUMN_FIELDS
@@ -181,6 +189,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
         "columns": ColumnMap(**mapping),
         "sep": {"tab": "\t", "\\t": "\t"}.get(args.sep, args.sep),
         "choice_base": args.choice_base,
+        "n_actions": args.actions,
         "rescale_rewards": not args.no_rescale,
     }
 

@@ -33,8 +33,12 @@ def fitted_program(
     param_values: Mapping[str, float],
     digits: int = 4,
     table_file: str | None = None,
+    n_actions: int | None = None,
 ) -> ast.Program:
     """``program`` with discovered equations and fitted params, at ``digits`` precision.
+
+    With ``n_actions``, the fitted model says ``actions n_actions``: its ``actions``
+    statement is replaced, or one is added after the model's name.
 
     With ``table_file``, per-participant params and the free coefficients of
     per-participant equations are params ``per participant`` that the model's
@@ -57,7 +61,25 @@ def fitted_program(
     statements = [s for s in rewritten if not isinstance(s, ast.ParticipantsDecl)]
     if table_file is not None:
         statements.append(ast.ParticipantsDecl(table_file))
+    if n_actions is not None:
+        statements = _with_actions(statements, n_actions)
     return ast.Program(tuple(statements), program.comments)
+
+
+def _with_actions(statements: list[ast.Statement], n_actions: int) -> list[ast.Statement]:
+    """``statements`` with ``actions n_actions`` in place of their ``actions`` statement,
+    or, if they have none, just after the model's name (where it ends, so that the
+    formatter keeps the blank lines and comments around it)."""
+    if any(isinstance(s, ast.ActionsDecl) for s in statements):
+        return [
+            replace(s, count=n_actions) if isinstance(s, ast.ActionsDecl) else s for s in statements
+        ]
+    out: list[ast.Statement] = []
+    for stmt in statements:
+        out.append(stmt)
+        if isinstance(stmt, ast.ModelDecl):
+            out.append(ast.ActionsDecl(n_actions, span=Span(stmt.span.end, stmt.span.end)))
+    return out
 
 
 def participant_columns(

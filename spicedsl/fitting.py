@@ -48,6 +48,8 @@ class FitResult:
 
     Attributes
     ----------
+    n_actions : int
+        The number of actions of the fit (the fitted model says ``actions n_actions``).
     equations : dict of str to sympy.Expr
         The discovered equation of each learnable module, in the model's symbols.
     fitted_text : str
@@ -58,6 +60,7 @@ class FitResult:
     """
 
     model_name: str
+    n_actions: int
     equations: dict[str, sympy.Expr]
     discovered: dict[str, DiscoveredEquation]
     params: dict[str, float]
@@ -114,6 +117,7 @@ class FitResult:
         """The content of ``report.json``."""
         return {
             "model": self.model_name,
+            "n_actions": self.n_actions,
             "equations": {name: str(expr) for name, expr in self.equations.items()},
             "equation_samples": {name: eq.n_samples for name, eq in self.discovered.items()},
             "params": self.params,
@@ -401,6 +405,14 @@ def fit(
     held_out = full.predicting(validation_sessions) if len(validation_sessions) else None
 
     n_participants = len(data.participant_ids)
+    for param in model_ir.params:
+        if param.embedded and not param.per_participant and n_participants > 1:
+            warnings.warn(
+                f"param '{param.name}' reads the participant embedding but is not declared "
+                "per participant: the fitted model gives it one value shared by everyone "
+                f"(declare 'param {param.name} ... per participant' to keep one per participant)",
+                stacklevel=2,
+            )
     table = model_values(model_ir, data.participant_ids) or {}
 
     def new_network(attempt: int) -> BaseRNN:
@@ -436,7 +448,7 @@ def fit(
     ):
         columns, labels = participant_columns(program, discovered, final.participant_params, digits)
     fitted_ast = fitted_program(
-        program, discovered, params, digits, TABLE_FILE if columns else None
+        program, discovered, params, digits, TABLE_FILE if columns else None, n_actions
     )
     fitted_text = format_program(fitted_ast, source.text)
     timings["equations_s"] = time.perf_counter() - start
@@ -464,6 +476,7 @@ def fit(
                 )
     return FitResult(
         model_name=model_ir.name,
+        n_actions=n_actions,
         equations={name: equation_expr(eq) for name, eq in discovered.items()},
         discovered=discovered,
         params=params,
@@ -858,25 +871,19 @@ def _with_coefficients(
 def count_free_parameters(
     model: ir.Model, participant_values: dict[str, list[float]] | None = None
 ) -> int:
-    """Every param, plus every non-integer number in the module equations.
+    """Every param, plus every non-integer number written in the module equations.
 
     This is the count behind AIC and BIC for a fully specified model: a fitted model's
     discovered coefficients are such numbers, while integers (as in ``1 - x``) are
-    structure. A param with a value per participant in ``participant_values`` counts once
-    for each participant whose value is not 0 (a term absent for them).
+    structure. A number counts once as written, as a param holding it would. A param
+    with a value per participant in ``participant_values`` counts once for each
+    participant whose value is not 0 (a term absent for them).
     """
     given = participant_values or {}
     params = sum(
         sum(1 for v in given[p.name] if v != 0) if p.name in given else 1 for p in model.params
     )
-    numbers = 0
-    for module in model.modules:
-        if isinstance(module, ir.EquationModule):
-            numbers += sum(
-                1
-                for node in sympy.preorder_traversal(module.expr)
-                if node.is_Number and not node.is_Integer and abs(node) != 1
-            )
+    numbers = sum(m.n_constants for m in model.modules if isinstance(m, ir.EquationModule))
     return params + numbers
 
 

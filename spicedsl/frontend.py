@@ -15,7 +15,7 @@ def read_source(path_or_text: str | Path) -> Source:
     """A model file's text, or the text itself when it does not look like a path.
 
     A value with a newline, or no ``.spice`` ending, that is not an existing file is
-    taken as model text.
+    taken as model text. A file's leading byte-order mark is dropped.
     """
     text = str(path_or_text)
     looks_like_path = isinstance(path_or_text, Path) or (
@@ -24,7 +24,7 @@ def read_source(path_or_text: str | Path) -> Source:
     if not looks_like_path:
         return Source("<model>", text)
     try:
-        return Source(text, Path(text).read_text(encoding="utf-8"))
+        return Source(text, Path(text).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ModelError(None, [Diagnostic(f"model file '{text}' does not exist")]) from None
     except (OSError, UnicodeDecodeError) as error:

@@ -44,7 +44,8 @@ class Control:
 
 @dataclass(frozen=True)
 class TrialFilter:
-    """``chosen``, ``not_chosen``, ``all``, or ``condition`` with a sympy relational."""
+    """``chosen``, ``not_chosen``, ``all``, or ``condition`` with a sympy relational;
+    ``chosen`` and ``not_chosen`` may have a relational too, and then both must hold."""
 
     kind: str
     condition: sympy.Basic | None = None
@@ -67,13 +68,18 @@ class LearnedModule:
 
 @dataclass(frozen=True)
 class EquationModule:
-    """A hard-coded module: the target's new value is ``expr``."""
+    """A hard-coded module: the target's new value is ``expr``.
+
+    ``n_constants`` counts the numbers in the equation as written that are not integers
+    (``x + 0.3 * (c - x)`` has one, though sympy spreads it over two terms).
+    """
 
     name: str
     target: str
     filter: TrialFilter
     expr: sympy.Expr
     line: int
+    n_constants: int
 
 
 Module = LearnedModule | EquationModule

@@ -508,7 +508,7 @@ def plot_command(
         A folder written by ``spicedsl fit -o``: draws its ``network`` and ``equations``.
     **data_options
         Passed to :func:`spicedsl.api.read_data` (``columns``, ``sep``, ``choice_base``,
-        ``rescale_rewards``).
+        ``n_actions``, ``rescale_rewards``).
 
     Returns
     -------

@@ -107,10 +107,12 @@ def format_statement(stmt: ast.Statement) -> list[str]:
 
 
 def _filter(trial_filter: ast.TrialFilter) -> str:
+    c = trial_filter.condition
+    condition = f"{_expr(c.left)} {c.op} {_expr(c.right)}" if c is not None else None
     if trial_filter.kind == "condition":
-        c = trial_filter.condition
-        return f"when {_expr(c.left)} {c.op} {_expr(c.right)}"
-    return "when " + trial_filter.kind.replace("_", " ")
+        return f"when {condition}"
+    text = "when " + trial_filter.kind.replace("_", " ")
+    return text if condition is None else f"{text} and {condition}"
 
 
 def _body(body: ast.Learn | ast.Equation) -> str:
@@ -176,7 +178,12 @@ def _layout(program: ast.Program, text: str) -> str:
     trailing: dict[tuple[int, int], list[ast.Comment]] = {}
     for comment in program.comments if text else ():
         line_start = text.rfind("\n", 0, comment.span.start) + 1
-        before = [i for i, s in enumerate(statements) if s.span.start <= comment.span.start]
+        # Statements without text of their own (added to a fitted model) end no line.
+        before = [
+            i
+            for i, s in enumerate(statements)
+            if s.span.start < s.span.end and s.span.start <= comment.span.start
+        ]
         # A comment after code whose statement is gone (a fitted model drops its
         # embedding) stays where it was, like a comment on a line of its own.
         if not text[line_start : comment.span.start].strip() or not before:

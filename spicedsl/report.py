@@ -229,13 +229,14 @@ def _module_text(module, name: str) -> str:
     """``module NAME updates TARGET when ...``, as the model file says."""
     if module is None:
         return f"module {name}"
-    kind = module.filter.kind
+    kind, condition = module.filter.kind, module.filter.condition
     if kind == "condition":
-        when = f"when {module.filter.condition}"
+        when = f"when {condition}"
     elif kind == "all":
         when = _FILTER_TEXT[kind]
     else:
         when = f"when {_FILTER_TEXT.get(kind, kind)}"
+        when += f" and {condition}" if condition is not None else ""
     return f"module {name} updates {module.target} {when}"
 
 

@@ -153,3 +153,70 @@ def test_fmt_check_takes_several_files(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr == f"{messy}: not in canonical form (run 'spicedsl fmt')\n"
     assert spicedsl("fmt", *examples[:2]).returncode == 2
+
+
+def test_a_model_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    model = tmp_path / "bom.spice"
+    model.write_bytes("\ufeffmodel m\nstate x = 0\nlogits = 2 * y\n".encode())
+    result = spicedsl("check", str(model))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"{model}:3:14: error: unknown name 'y'"
+    model.write_bytes("\ufeffmodel m\nstate x = 0\nlogits = 2 * x\n".encode())
+    assert spicedsl("check", str(model)).returncode == 0
+    assert spicedsl("fmt", "--check", str(model)).returncode == 0
+
+
+def stray_choice_file(folder: Path) -> Path:
+    """Two-armed data with one stray choice 7 on line 42."""
+    rows = [f"s{i // 20},{i % 2 if i != 40 else 7},{i % 3 % 2}" for i in range(100)]
+    data = folder / "data.csv"
+    data.write_text("session,choice,reward\n" + "\n".join(rows) + "\n")
+    return data
+
+
+def test_a_stray_choice_needs_the_number_of_actions_on_the_command_line(tmp_path: Path) -> None:
+    data = stray_choice_file(tmp_path)
+    refused = spicedsl("evaluate", "examples/q_learning.spice", str(data))
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"{data}:42: column 'choice': error: choice 7 makes 8 actions, but choices 2..6 never "
+        "occur",
+        "hint: if the task has 8 actions, say so with 'actions 8' in the model or --actions 8; "
+        "otherwise fix this row",
+    ]
+    accepted = spicedsl("evaluate", "examples/q_learning.spice", str(data), "--actions", "8")
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("model", "actions", "message"),
+    [
+        ("examples/q_learning.spice", "1", "--actions must be between 2 and 1024"),
+        ("two.spice", "3", "the model has 2 actions, not 3"),
+    ],
+)
+def test_a_wrong_number_of_actions_is_a_usage_error(
+    tmp_path: Path, model: str, actions: str, message: str
+) -> None:
+    two = tmp_path / "two.spice"
+    two.write_text((ROOT / "examples/q_learning.spice").read_text() + "actions 2\n")
+    model_path = str(two) if model == "two.spice" else model
+    result = spicedsl(
+        "evaluate", model_path, str(stray_choice_file(tmp_path)), "--actions", actions
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert_no_traceback(result)
+
+
+def test_an_action_nobody_chooses_is_noted_with_the_counts(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    rows = [f"s{i // 20},{2 * (i % 2)},{i % 3 % 2}" for i in range(100)]
+    data.write_text("session,choice,reward\n" + "\n".join(rows) + "\n")
+    result = spicedsl("evaluate", "examples/q_learning.spice", str(data))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"note: {data}: 3 actions are inferred from the choices, but choice 1 never occurs "
+        "(rows per choice: 0: 50, 1: 0, 2: 50)\n"
+    )

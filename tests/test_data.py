@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,12 +99,80 @@ def test_choice_base_detection_and_overrides(tmp_path: Path) -> None:
     zero_based = load_dataset(file, choice_base=0)
     assert zero_based.choices[0].tolist() == [2, 1] and zero_based.n_actions == 3
     only_two = write(tmp_path / "e.csv", "session,choice,reward\na,2,0\na,2,1\n")
-    assert load_dataset(only_two).choice_base == 0  # smallest choice is not 1
+    assert load_dataset(only_two, n_actions=3).choice_base == 0  # smallest choice is not 1
     assert load_dataset(file, n_actions=4).n_actions == 4
     with pytest.raises(ValueError, match="choice_base"):
         load_dataset(file, choice_base=2)
     with pytest.raises(ValueError, match="n_actions"):
         load_dataset(file, n_actions=1)
+
+
+def trials_file(path: Path, choices: list[int]) -> Path:
+    """A file of sessions of 10 trials with these choices, in order."""
+    rows = "".join(f"s{i // 10},{c},{i % 2}\n" for i, c in enumerate(choices))
+    return write(path, "session,choice,reward\n" + rows)
+
+
+TWO_ARMED = [0, 1, 1, 0, 1, 0, 0, 1, 1, 0] * 20  # 200 trials, both actions common
+
+
+def test_a_stray_large_choice_needs_the_number_of_actions(tmp_path: Path) -> None:
+    choices = list(TWO_ARMED)
+    choices[150] = 7
+    file = trials_file(tmp_path / "d.csv", choices)
+    with pytest.raises(DataError) as caught:
+        load_dataset(file)
+    error = caught.value
+    assert (error.row, error.column) == (152, "choice")
+    assert error.message == "choice 7 makes 8 actions, but choices 2..6 never occur"
+    assert "'actions 8' in the model or --actions 8" in error.hint
+    assert load_dataset(file, n_actions=8).n_actions == 8
+
+
+def test_an_action_nobody_chooses_gets_a_note_with_the_counts(tmp_path: Path) -> None:
+    file = trials_file(tmp_path / "d.csv", [2 * c + 1 for c in TWO_ARMED])
+    with pytest.warns(UserWarning) as notes:
+        data = load_dataset(file)
+    assert data.n_actions == 3 and data.choice_base == 1
+    assert [str(note.message) for note in notes] == [
+        f"{file}: 3 actions are inferred from the choices, but choice 2 never occurs "
+        "(rows per choice: 1: 100, 2: 0, 3: 100)"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(file, n_actions=3).n_actions == 3
+
+
+@pytest.mark.parametrize("n_actions", [None, 2])
+def test_a_stray_zero_in_a_one_based_file_is_reported_at_its_row(
+    tmp_path: Path, n_actions: int | None
+) -> None:
+    choices = [c + 1 for c in TWO_ARMED]
+    choices[100] = 0
+    file = trials_file(tmp_path / "d.csv", choices)
+    with pytest.raises(DataError) as caught:
+        load_dataset(file, n_actions=n_actions)
+    error = caught.value
+    assert (error.row, error.column) == (102, "choice")
+    assert error.message == (
+        "choice 0 is out of range: the file looks 1-based (its other choices are 1..2)"
+    )
+    assert error.hint.startswith("fix or remove the rows with choice 0")
+    assert load_dataset(file, choice_base=0, n_actions=3).n_actions == 3
+
+
+def test_a_stray_top_choice_in_a_zero_based_file_is_reported_at_its_row(tmp_path: Path) -> None:
+    choices = list(TWO_ARMED)
+    choices[60] = choices[61] = 2
+    file = trials_file(tmp_path / "d.csv", choices)
+    with pytest.raises(DataError) as caught:
+        load_dataset(file, n_actions=2)
+    error = caught.value
+    assert (error.row, error.column) == (62, "choice")
+    assert error.message == (
+        "choice 2 is out of range for 2 actions coded 0..1 (the file looks 0-based: it has "
+        "choice 0); 1 more row is out of range too"
+    )
 
 
 def test_hbayesdm_tab_file(tmp_path: Path) -> None:
@@ -126,15 +195,29 @@ def test_separator_is_sniffed(tmp_path: Path, sep: str) -> None:
     assert load_dataset(file, sep=sep).n_trials == 2
 
 
-def test_rows_of_a_session_need_not_be_contiguous(tmp_path: Path) -> None:
+def test_sessions_are_numbered_in_file_order(tmp_path: Path) -> None:
     file = write(
         tmp_path / "d.csv",
-        "session,choice,reward,participant\nb,0,1,p\na,1,0,q\nb,1,0,p\na,0,1,q\nb,1,1,p\n",
+        "session,choice,reward,participant\nb,0,1,p\nb,1,0,p\nb,1,1,p\na,1,0,q\na,0,1,q\n",
     )
     data = load_dataset(file)
     assert data.session_ids == ("b", "a") and data.participant_ids == ("p", "q")
     np.testing.assert_array_equal(data.choices, [[0, 1, 1], [1, 0, -1]])
     assert data.participant_index.tolist() == [0, 1]
+
+
+def test_a_session_that_comes_back_after_others_is_an_error(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "d.csv",
+        "session,choice,reward\na,0,1\na,1,0\nb,1,0\nb,0,1\nc,0,1\nc,1,1\na,1,1\na,0,0\n",
+    )
+    with pytest.raises(DataError) as caught:
+        load_dataset(file)
+    error = caught.value
+    assert (error.row, error.column) == (8, "session")
+    assert "session 'a' appears again here, after other sessions" in error.message
+    assert "its earlier rows end on row 3" in error.message
+    assert "sort the file by session" in error.hint
 
 
 def test_counterfactual_rewards_are_rescaled_with_the_chosen_reward(tmp_path: Path) -> None:
@@ -312,7 +395,7 @@ def test_load_write_load_is_stable(
     for number, trials in enumerate(sessions):
         lines += [f"s{number},{choice + base},{reward!r}" for choice, reward in trials]
     file = write(folder / "in.csv", "\n".join(lines) + "\n")
-    first = load_dataset(file, choice_base=base)
+    first = load_dataset(file, choice_base=base, n_actions=3)
     first.to_csv(folder / "out.csv")
     assert_same(
         load_dataset(folder / "out.csv", choice_base=base, n_actions=first.n_actions), first

@@ -14,8 +14,8 @@ import torch
 from spicedsl import api
 from spicedsl.errors import DataError, FitError, SpiceError
 from spicedsl.fitted import fitted_program
-from spicedsl.fitting import FitResult, load_weights, select_equations
-from spicedsl.frontend import checked_program, read_source
+from spicedsl.fitting import FitResult, count_free_parameters, load_weights, select_equations
+from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.equations import DiscoveredEquation, fit_module
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
@@ -90,16 +90,50 @@ def test_fitted_model_keeps_the_comments(quick_fit):
     assert "# learnable: a network during training" in quick_fit.fitted_text
 
 
-def test_refitting_a_fully_specified_model_changes_nothing(small_data):
+def test_refitting_a_fully_specified_model_changes_nothing_but_the_actions(small_data):
     result = api.fit(EXAMPLES / "q_learning.spice", small_data, progress=False, **QUICK)
     assert result.log.stopped == "nothing to train"
-    assert result.fitted_text == (EXAMPLES / "q_learning.spice").read_text()
+    source = (EXAMPLES / "q_learning.spice").read_text()
+    assert result.fitted_text == source.replace(
+        "model q_learning\n", "model q_learning\nactions 2\n"
+    )
+    assert result.report()["n_actions"] == 2
+
+
+def test_the_fitted_model_says_how_many_actions_the_fit_had():
+    text = "model m  # mine\n\nstate x = 0  # x\nparam b > 0\nlogits = b * x  # rule\n"
+    added = format_program(fitted_program(parse(text), {}, {"b": 2.0}, n_actions=3), text)
+    assert added == (
+        "model m  # mine\nactions 3\n\nstate x = 0  # x\nparam b > 0 = 2\nlogits = b * x  # rule\n"
+    )
+    from_data = text.replace("model m  # mine\n", "model m  # mine\nactions from data  # a\n")
+    replaced = fitted_program(parse(from_data), {}, {"b": 2.0}, n_actions=3)
+    assert format_program(replaced, from_data).splitlines()[1] == "actions 3  # a"
+
+
+def test_end_of_line_comments_stay_when_the_fitted_model_names_a_table():
+    text = "model m\nstate x = 0  # x\nparam b > 0 per participant\nlogits = b * x  # rule\n"
+    fitted = fitted_program(parse(text), {}, {"b": 2.0}, table_file="t.csv")
+    assert format_program(fitted, text) == (
+        "model m\nstate x = 0  # x\nparam b > 0 per participant\nlogits = b * x  # rule\n"
+        'participants from "t.csv"\n'
+    )
+
+
+def test_a_number_counts_once_as_written_like_a_param_holding_it():
+    written = "model m\nstate x = 0\ncontrol c = data.reward\nparam b = 3\nlogits = b * x\n"
+    written += "module u updates x when chosen\n    u = x + 0.3 * (c - x)\n"
+    named = written.replace("x + 0.3 * (c - x)", "x + alpha * (c - x)") + "param alpha = 0.3\n"
+    assert count_free_parameters(load_ir(written)) == count_free_parameters(load_ir(named)) == 2
+    fitted = written.replace("x + 0.3 * (c - x)", "0.1007 + 0.8009 * x - 0.25 * x * c ^ 2")
+    assert count_free_parameters(load_ir(fitted)) == 4
 
 
 def test_save_writes_results_that_load_without_pickle(quick_fit, tmp_path, small_data):
     out = quick_fit.save(tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == ["fitted.spice", "network.npz", "report.json"]
     report = json.loads((out / "report.json").read_text())
+    assert report["n_actions"] == 2
     assert report["metrics"]["equations"]["train"]["nll_per_trial"] > 0
     assert set(report["versions"]) >= {"spicedsl", "torch", "pysindy"}
     fresh = api.load_model(EXAMPLES / "learning_rate.spice")

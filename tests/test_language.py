@@ -14,7 +14,7 @@ import sympy
 from spicedsl import ir
 from spicedsl.errors import Diagnostic, ModelError, did_you_mean
 from spicedsl.frontend import checked_program, load_ir, read_source
-from spicedsl.printer import format_expr, format_number
+from spicedsl.printer import format_expr, format_number, format_program
 from spicedsl.semantics.check import check, declarations
 from spicedsl.semantics.lower import lower, to_sympy
 from spicedsl.source import Source, Span
@@ -36,6 +36,7 @@ from spicedsl.syntax.ast import (
     Neg,
     Number,
     ParamDecl,
+    Program,
     StateDecl,
     TrialFilter,
     names_in,
@@ -162,6 +163,28 @@ def module(filter_text: str, body_text: str = "learn()") -> ModuleDecl:
 )
 def test_trial_filters(filter_text: str, trial_filter: TrialFilter) -> None:
     assert module(filter_text).filter == trial_filter
+
+
+@pytest.mark.parametrize(
+    "filter_text, trial_filter",
+    [
+        (
+            "when chosen and c_reward > 0.5",
+            TrialFilter("chosen", Comparison(Name("c_reward"), ">", Number(0.5))),
+        ),
+        (
+            "when not chosen and c_x <= 0.5",
+            TrialFilter("not_chosen", Comparison(Name("c_x"), "<=", Number(0.5))),
+        ),
+    ],
+)
+def test_a_filter_and_a_condition_combine(filter_text: str, trial_filter: TrialFilter) -> None:
+    statement = module(filter_text)
+    assert statement.filter == trial_filter
+    text = format_program(Program((statement,)))
+    assert text.splitlines()[0] == f"module m1 updates x {filter_text}"
+    chosen_part, condition = filter_text.removeprefix("when ").split(" and ")
+    assert module(f"when {condition} and {chosen_part}").filter == trial_filter
 
 
 @pytest.mark.parametrize("op", ["<", "<=", ">", ">=", "==", "!="])
@@ -322,6 +345,12 @@ def test_examples_have_no_errors(path: Path) -> None:
         ("when c == 1", "when c == 2"),
         ("when c == 1", "when c != 1"),
         ("when c < x0", "when c >= x0"),
+        ("when chosen and c > 0.5", "when chosen and c <= 0.5"),
+        ("when chosen and c > 0.5", "when not chosen"),
+        ("when chosen and c > 0.5", "when not chosen and c > 0.5"),
+        ("when not chosen and c == 1", "when not chosen and c == 2"),
+        ("when c > 0.5", "when chosen and c <= 0.5"),
+        ("when not chosen and c < 0", "when c > 1"),
     ],
 )
 def test_disjoint_filters_are_accepted(first: str, second: str) -> None:
@@ -341,6 +370,11 @@ def test_disjoint_filters_are_accepted(first: str, second: str) -> None:
         ("when c > 0", "when c > 1"),
         ("when c > 0.5", "when chosen"),
         ("when c < x0", "when c > x0"),
+        ("when chosen and c > 0.5", "when chosen"),
+        ("when not chosen", "when not chosen and c > 0.5"),
+        ("when chosen and c > 0", "when chosen and c > 1"),
+        ("when chosen and c > 0.5", "when c > 0.6"),
+        ("when chosen and c > 0.5", "when all"),
     ],
 )
 def test_overlapping_filters_are_reported(first: str, second: str) -> None:
@@ -488,6 +522,13 @@ def test_condition_filter_lowers_to_a_relation() -> None:
     model = lower(checked_program(Source("m.spice", text)), Source("m.spice", text))
     (u,) = model.modules
     assert u.filter == ir.TrialFilter("condition", sympy.GreaterThan(ir.symbol("c"), 0.5))
+
+
+def test_a_chosen_filter_with_a_condition_lowers_to_both() -> None:
+    text = BASE + "module u updates x when not chosen and c < 0.5\n  learn()\n"
+    model = lower(checked_program(Source("m.spice", text)), Source("m.spice", text))
+    (u,) = model.modules
+    assert u.filter == ir.TrialFilter("not_chosen", sympy.StrictLessThan(ir.symbol("c"), 0.5))
 
 
 TRICKY_NAMES = ["beta", "gamma", "E", "I", "lambda", "pi", "S", "N", "Q", "O", "zeta", "oo"]

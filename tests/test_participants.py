@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,8 @@ BAD_TABLES = {
     "alpha\n0.5\n": "table.csv:1: error: the participant table needs a 'participant' column",
     "participant,alpha\n1,0.5,7\n": "table.csv:2: error: the row has 3 fields, the header 2",
     "participant,alpha\n": "table.csv: error: the participant table has no participant rows",
+    "participant,alpha,alpha\n1,0.5,0.6\n": "table.csv:1: error: "
+    "the header names column 'alpha' twice (columns 2 and 3)",
 }
 
 
@@ -98,6 +101,12 @@ def test_check_reports_a_bad_table_with_its_row(tmp_path, table, message):
     result = spicedsl("check", str(model), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[0] == str(tmp_path / message)
+
+
+def test_a_table_with_a_byte_order_mark_is_read(tmp_path):
+    model = model_with_table(tmp_path, "\ufeffparticipant,alpha\n1,0.5\n")
+    result = spicedsl("check", str(model), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_missing_table_is_reported(tmp_path):
@@ -256,3 +265,37 @@ def test_fitting_a_model_with_a_table_keeps_the_tables_values(tmp_path):
     assert result.participant_table["alpha"] == [0.2, 0.6]
     assert abs(result.params["beta"] - 3) < 1
     assert "param alpha in (0, 1) per participant\n" in result.fitted_text
+
+
+EMBEDDED_BETA = """\
+model rw
+state v = 0.5
+control r = data.reward
+module learn_v updates v when chosen
+    learn_v = v + 0.3 * (r - v)
+param beta > 0
+logits = beta * v
+embedding size 2 for beta
+"""
+
+
+@pytest.mark.parametrize("per_participant", [False, True])
+def test_an_embedded_param_not_per_participant_is_shared_with_a_note(per_participant):
+    dataset, _ = api.simulate(TRUTH, 4, 20, seed=2)
+    model = EMBEDDED_BETA
+    if per_participant:
+        model = model.replace("param beta > 0", "param beta > 0 per participant")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = api.fit(model, dataset, progress=False, **TINY)
+    notes = [str(w.message) for w in caught if "participant embedding" in str(w.message)]
+    if per_participant:
+        assert notes == []
+        assert "param beta > 0 per participant\n" in result.fitted_text
+    else:
+        assert notes == [
+            "param 'beta' reads the participant embedding but is not declared per participant: "
+            "the fitted model gives it one value shared by everyone (declare 'param beta ... "
+            "per participant' to keep one per participant)"
+        ]
+        assert "param beta > 0 = " in result.fitted_text

@@ -208,3 +208,30 @@ def test_bad_param_tables_are_named_with_their_row(tmp_path, table, message):
     path.write_text(table)
     with pytest.raises(SpiceError, match=message):
         api.simulate(TRUTH_4, 2, 3, param_table=path)
+
+
+ASYMMETRIC = ROOT / "examples" / "asymmetric_learning.spice"
+
+
+def test_asymmetric_learning_rates_simulate_and_evaluate(tmp_path):
+    dataset, latents = api.simulate(ASYMMETRIC, 40, 50, seed=2)
+    before = np.concatenate([np.full((40, 1, 2), 0.5), latents["x_value_reward"][:, :-1]], axis=1)
+    chosen = np.eye(2, dtype=bool)[dataset.choices]
+    reward = np.broadcast_to(dataset.reward[..., None], before.shape)
+    rate = np.where(reward > 0.5, 0.6, 0.1)
+    expected = np.where(chosen, before + rate * (reward - before), before)
+    np.testing.assert_allclose(latents["x_value_reward"], expected, atol=1e-6)
+
+    data = tmp_path / "data.csv"
+    dataset.to_csv(data)
+    symmetric = tmp_path / "symmetric.spice"
+    symmetric.write_text(
+        ASYMMETRIC.read_text().replace("alpha_gain in (0, 1) = 0.6", "alpha_gain in (0, 1) = 0.1")
+    )
+    nll = {}
+    for model in (ASYMMETRIC, symmetric):
+        command = [sys.executable, "-m", "spicedsl.cli", "evaluate", str(model), str(data)]
+        done = subprocess.run([*command, "--json"], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        nll[model] = json.loads(done.stdout)["nll_per_trial"]
+    assert nll[ASYMMETRIC] < nll[symmetric]

@@ -193,10 +193,10 @@ class _TrialWriter:
 
     def _module(self, module: ir.Module) -> Statement:
         target = self.names[module.target]
-        if module.filter.kind == "condition":
-            mask = self.printer.doprint(module.filter.condition)
-        else:
-            mask = _MASKS[module.filter.kind]
+        mask = _MASKS.get(module.filter.kind)
+        if module.filter.condition is not None:
+            condition = self.printer.doprint(module.filter.condition)
+            mask = condition if mask is None else f"{mask} & ({condition})"
         if isinstance(module, ir.LearnedModule):
             args = [repr(module.name), target, str(mask)] + [self.names[i] for i in module.inputs]
             return Statement(module.line, _call(target, "self.learned", args))

@@ -1,10 +1,10 @@
 """Load behavioural data from a CSV file into padded per-session arrays.
 
-One row of the file is one trial. Rows are grouped into sessions by their session
-label, in order of first appearance; within a session the trials keep the order of
-the file. Sessions are padded to the longest one, and :attr:`Dataset.mask` tells the
-real trials from the padding. Every mistake in the file raises a
-:class:`~spicedsl.errors.DataError` that names the file, the line and the column.
+One row of the file is one trial. The rows of a session stand together, in the order
+of its trials; sessions are numbered in the order of the file. Sessions are padded to
+the longest one, and :attr:`Dataset.mask` tells the real trials from the padding. Every
+mistake in the file raises a :class:`~spicedsl.errors.DataError` that names the file,
+the line and the column.
 
 >>> import tempfile, pathlib
 >>> with tempfile.TemporaryDirectory() as tmp:
@@ -25,6 +25,7 @@ import difflib
 import io
 import os
 import re
+import warnings
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +51,6 @@ _ROLE_TEXT = {
     "block": "the block label",
     "experiment": "the experiment label",
 }
-
-#: Largest number of actions inferred from the choices; a larger choice is a mistake.
 
 _SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
 
@@ -285,7 +284,9 @@ def load_dataset(
         Names of extra columns to read as per-trial model inputs; values must be finite.
     n_actions
         Number of actions. ``None`` infers it as the largest choice plus one, at least 2,
-        and at least the number of counterfactual reward columns ``reward_0``, ...
+        and at least the number of counterfactual reward columns ``reward_0``, ...; an
+        action below the largest choice that no row chooses gets a note (a
+        :mod:`warnings` warning), and two or more in a row are an error.
     columns
         Which file columns hold the standard fields.
     sep
@@ -293,7 +294,9 @@ def load_dataset(
         one, else ``';'`` if the header has a semicolon and no comma, else ``','``.
     choice_base
         0 or 1, how the file codes the first action. ``None`` detects it: the file is
-        1-based if its smallest choice is 1, else 0-based.
+        1-based if its smallest choice is 1, else 0-based, except that rows with choice
+        0 among choices that otherwise count from 1 are reported as mistakes (see
+        :func:`_detect_base`).
     rescale_rewards
         Rescale all rewards (chosen and counterfactual) linearly to [0, 1] using their
         minimum and maximum over the file. Nothing is rescaled when they are all equal.
@@ -349,6 +352,7 @@ def load_dataset(
 
     session_labels = column[roles["session"]]
     session_of_row, session_ids = _codes(session_labels, roles["session"], rows)
+    _check_sessions_together(session_of_row, session_ids, roles["session"], rows)
     choice, base, n_actions = _choices(
         column[roles["choice"]], roles["choice"], rows, choice_base, n_actions, len(counterfactual)
     )
@@ -594,6 +598,33 @@ def _codes(labels: Sequence[str], column: str, rows: _Rows) -> tuple[np.ndarray,
     return codes, tuple(index)
 
 
+def _check_sessions_together(
+    session_of_row: np.ndarray, session_ids: tuple[str, ...], column: str, rows: _Rows
+) -> None:
+    """Raise when a session's rows are split by another session's: the trials would be
+    merged into one session without a word."""
+    starts = np.flatnonzero(np.diff(session_of_row)) + 1
+    run_starts = np.concatenate([[0], starts])
+    run_sessions = session_of_row[run_starts]
+    # Sessions are numbered in order of first appearance: a run that does not bring a
+    # new number brings back an earlier session.
+    again = np.flatnonzero(run_sessions[1:] <= np.maximum.accumulate(run_sessions)[:-1]) + 1
+    if not again.size:
+        return
+    run = int(again[0])
+    session = run_sessions[run]
+    earlier = int(np.flatnonzero(run_sessions[:run] == session)[-1])
+    earlier_end = int(run_starts[earlier + 1]) - 1
+    raise rows.error(
+        f"session {session_ids[session]!r} appears again here, after other sessions; "
+        f"its earlier rows end on row {rows.lines[earlier_end]}",
+        int(run_starts[run]),
+        column,
+        hint="the rows of a session must be together: give each session its own label, "
+        "or sort the file by session",
+    )
+
+
 def _per_session(
     labels: Sequence[str],
     column: str,
@@ -662,7 +693,12 @@ def _choices(
     n_actions: int | None,
     n_counterfactual: int,
 ) -> tuple[np.ndarray, int, int]:
-    """Parse the choices; return them counted from 0, the file's base and ``n_actions``."""
+    """Parse the choices; return them counted from 0, the file's base and ``n_actions``.
+
+    Without ``n_actions``, the number of actions comes from the data: actions below the
+    largest choice that no row chooses get a note, or an error when two or more in a row
+    are missing (a stray large choice would otherwise add them silently).
+    """
     raw = _numbers(values, column, rows, what="choice")
     fraction = np.flatnonzero(raw != np.floor(raw))
     if fraction.size:
@@ -673,16 +709,29 @@ def _choices(
             column,
             hint="choices number the actions, from 0 or from 1",
         )
-    base = choice_base if choice_base is not None else int(raw.min() == 1)
-    below = np.flatnonzero(raw < base)
-    if below.size:
-        index = int(below[0])
-        if raw[index] < 0:
-            message, hint = f"choice {values[index]} is negative", None
+    negative = np.flatnonzero(raw < 0)
+    if negative.size:
+        index = int(negative[0])
+        raise rows.error(f"choice {values[index]} is negative", index, column)
+    base = choice_base if choice_base is not None else _detect_base(raw, n_actions)
+    zeros = np.flatnonzero(raw < base)
+    if zeros.size:
+        index = int(zeros[0])
+        if choice_base is None:
+            top = base + n_actions - 1 if n_actions is not None else int(raw.max())
+            message = (
+                f"choice {values[index]} is out of range: the file looks 1-based "
+                f"(its other choices are 1..{top})"
+            )
+            hint = "fix or remove the rows with choice 0"
+            if n_actions is None:
+                hint += "; if the file counts actions from 0, pass --choice-base 0"
         else:
             message = f"choice {values[index]} is out of range: choices were declared 1-based"
             hint = "this file seems to count actions from 0"
-        raise rows.error(message, index, column, hint)
+            if _looks_one_based(raw):
+                hint = "the other choices count from 1: fix or remove the rows with choice 0"
+        raise rows.error(message + _more_rows(zeros.size), index, column, hint)
     limit = n_actions if n_actions is not None else MAX_ACTIONS
     above = np.flatnonzero(raw - base >= limit)
     if above.size:
@@ -695,9 +744,96 @@ def _choices(
                 f"choice {values[index]} is out of range for {n_actions} actions "
                 f"coded {base}..{base + n_actions - 1}"
             )
-            hint = "leave the number of actions unset to infer it from the data"
+            if choice_base is None and raw.min() == 0:
+                message += " (the file looks 0-based: it has choice 0)"
+            message += _more_rows(above.size)
+            hint = (
+                f"the model (or --actions) gives {n_actions} actions: fix or remove the rows "
+                "with larger choices, or give the right number of actions"
+            )
         raise rows.error(message, index, column, hint)
     shifted = (raw - base).astype(np.int64)
     if n_actions is None:
         n_actions = max(int(shifted.max()) + 1, 2, n_counterfactual)
+        _check_unchosen(shifted, base, n_actions, values, column, rows)
     return shifted, base, n_actions
+
+
+#: A 0 among choices that otherwise count 1..K is taken for a mistake when each of 1..K
+#: is chosen at least this many times as often as 0.
+_STRAY_RATIO = 20
+
+
+def _detect_base(raw: np.ndarray, n_actions: int | None) -> int:
+    """How a file codes its first action, 0 or 1, from its (whole, non-negative) choices.
+
+    A file without a 0 is 1-based when its smallest choice is 1. A file with a 0 is
+    0-based, unless its other choices count from 1 and the 0 is the odd one out: with
+    ``n_actions`` given, when both 0 and ``n_actions`` occur (no base reads them both)
+    and 0 less often; without, when 0 is rare beside 1..K (:func:`_looks_one_based`).
+    The caller then reports the rows with choice 0.
+
+    >>> _detect_base(np.array([1.0, 2.0, 2.0]), None), _detect_base(np.array([0.0, 2.0]), None)
+    (1, 0)
+    >>> _detect_base(np.array([0.0, 1.0, 2.0, 2.0]), 2), _detect_base(np.array([0.0, 0.0, 2.0]), 2)
+    (1, 0)
+    """
+    low = raw.min()
+    if low != 0:
+        return int(low == 1)
+    if n_actions is not None:
+        if raw.max() != n_actions:
+            return 0
+        return int(np.count_nonzero(raw == 0) < np.count_nonzero(raw == n_actions))
+    return int(_looks_one_based(raw))
+
+
+def _looks_one_based(raw: np.ndarray) -> bool:
+    """Whether choices 0..K look like 1..K and a few stray 0s: every one of 1..K (K at
+    least 2) occurs, each at least ``_STRAY_RATIO`` times as often as 0."""
+    codes, counts = np.unique(raw, return_counts=True)
+    top = codes[-1]
+    if codes[0] != 0 or not 2 <= top <= MAX_ACTIONS or len(codes) != top + 1:
+        return False
+    return bool(counts[0] * _STRAY_RATIO <= counts[1:].min())
+
+
+def _more_rows(count: int) -> str:
+    """How many more rows share the problem of the one reported."""
+    if count == 1:
+        return ""
+    more = count - 1
+    return f"; {more} more row{'s are' if more > 1 else ' is'} out of range too"
+
+
+def _check_unchosen(
+    shifted: np.ndarray, base: int, n_actions: int, values: Sequence[str], column: str, rows: _Rows
+) -> None:
+    """Note actions of an inferred count that no row chooses; raise when two or more in a
+    row below the largest choice are missing."""
+    counts = np.bincount(shifted, minlength=n_actions)
+    never = np.flatnonzero(counts == 0)
+    if not never.size:
+        return
+    largest = int(shifted.max())
+    below = never[never < largest]
+    runs = np.split(below, np.flatnonzero(np.diff(below) != 1) + 1)
+    widest = max(runs, key=len)
+    if len(widest) > 1:
+        index = int(np.argmax(shifted == largest))
+        raise rows.error(
+            f"choice {values[index]} makes {n_actions} actions, but choices "
+            f"{widest[0] + base}..{widest[-1] + base} never occur",
+            index,
+            column,
+            hint=f"if the task has {n_actions} actions, say so with 'actions {n_actions}' in the "
+            f"model or --actions {n_actions}; otherwise fix this row",
+        )
+    missing = ", ".join(str(action + base) for action in never)
+    plural = "s" * (len(never) > 1)
+    per_choice = ", ".join(f"{action + base}: {count}" for action, count in enumerate(counts))
+    warnings.warn(
+        f"{rows.path}: {n_actions} actions are inferred from the choices, but choice{plural} "
+        f"{missing} never occur{'s' * (len(never) == 1)} (rows per choice: {per_choice})",
+        stacklevel=4,
+    )

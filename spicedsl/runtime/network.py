@@ -71,6 +71,9 @@ def _inverse_softplus(y: float) -> float:
 class ModuleSpec:
     """A learnable module and its equation library: the SINDy setup, as data.
 
+    ``filter`` is the kind of its trial filter (``chosen``, ``not_chosen``, ``all`` or
+    ``condition``), for people: the generated code passes the filter's mask, with any
+    condition, to :meth:`BaseRNN.learned`, which records only the entries it selects.
     ``inputs`` are the library inputs besides the module's own target state, and
     ``binary_inputs`` those of them that only take the values 0 and 1.
     """

@@ -127,19 +127,29 @@ def read_param_table(path: str | Path, params: Mapping[str, Bounds], model: str)
     Raises
     ------
     DataError
-        For a missing file, no ``participant`` column, a column that is not one of
-        ``params``, an empty or repeated participant, or a value that is not a finite
+        For a missing file, no ``participant`` column, a column named twice or not one
+        of ``params``, an empty or repeated participant, or a value that is not a finite
         number or lies outside the param's bounds; rows are file lines.
     """
     shown = str(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
     except FileNotFoundError:
         raise DataError("the participant table does not exist", path=shown) from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read the participant table: {error}", path=shown) from None
     header = [name.strip() for name in rows[0]] if rows else []
+    first_column: dict[str, int] = {}
+    for index, name in enumerate(header):
+        if first_column.setdefault(name, index) != index:
+            raise DataError(
+                f"the header names column {name!r} twice "
+                f"(columns {first_column[name] + 1} and {index + 1})",
+                path=shown,
+                row=1,
+                hint="give every column a distinct name",
+            )
     if PARTICIPANT_COLUMN not in header:
         raise DataError(
             f"the participant table needs a '{PARTICIPANT_COLUMN}' column", path=shown, row=1

@@ -209,8 +209,25 @@ class _Checker:
                     call.span,
                     hint=f"{function.name}: {function.summary}",
                 )
+            elif function.name == "clip":
+                self.check_clip(call)
         for name in ast.names_in(expr):
             self.expect_kind(name, kinds, what)
+
+    def check_clip(self, call: ast.Call) -> None:
+        """Report ``clip(x, low, high)`` whose constant ends have ``low > high``."""
+        try:
+            low, high = [_constant_value(end) for end in call.args[1:]]
+        except _NoValueError:
+            return  # the end without a value is reported on its own
+        if low is not None and high is not None and low > high:
+            low_end, high_end = call.args[1:]
+            self.error(
+                f"the low end of clip, {format_expr(low_end)}, is above its high end, "
+                f"{format_expr(high_end)}",
+                Span(low_end.span.start, high_end.span.end),
+                hint="clip(x, low, high) limits x to [low, high]; swap the two ends",
+            )
 
     def check_param(self, param: ast.ParamDecl) -> None:
         low = param.lower.value if param.lower else -math.inf
@@ -372,9 +389,11 @@ _MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 def _filters_overlap(a: ast.TrialFilter, b: ast.TrialFilter) -> bool:
     """Whether two filters may select the same entry on the same trial.
 
-    Two conditions are disjoint when they compare the same expression with numbers that
-    no value satisfies both (``c > 0.5`` and ``c <= 0.5``), or when one is the exact
-    complement of the other (``c1 < c2`` and ``c1 >= c2``).
+    Filters are disjoint when one selects the chosen action and the other the others
+    (whatever conditions they add), or when both have conditions and the conditions
+    are disjoint: they compare the same expression with numbers that no value satisfies
+    both (``c > 0.5`` and ``c <= 0.5``), or one is the exact complement of the other
+    (``c1 < c2`` and ``c1 >= c2``).
 
     >>> from spicedsl.syntax.parser import parse
     >>> def when(text):
@@ -383,12 +402,20 @@ def _filters_overlap(a: ast.TrialFilter, b: ast.TrialFilter) -> bool:
     False
     >>> _filters_overlap(when("c >= 0.5"), when("c <= 0.5"))
     True
+    >>> _filters_overlap(when("chosen and c > 0.5"), when("chosen and c <= 0.5"))
+    False
+    >>> _filters_overlap(when("chosen and c > 0.5"), when("chosen"))
+    True
     """
     if {a.kind, b.kind} == {"chosen", "not_chosen"}:
         return False
-    if a.kind != "condition" or b.kind != "condition":
+    if a.condition is None or b.condition is None:
         return True
-    ca, cb = a.condition, b.condition
+    return _conditions_overlap(a.condition, b.condition)
+
+
+def _conditions_overlap(ca: ast.Comparison, cb: ast.Comparison) -> bool:
+    """Whether two comparisons may hold on the same trial (see :func:`_filters_overlap`)."""
     if ca.left == cb.left and ca.right == cb.right and _COMPLEMENTS[ca.op] == cb.op:
         return False
     bound_a, bound_b = _bound(ca), _bound(cb)

@@ -83,6 +83,7 @@ def lower(program: ast.Program, source: Source) -> ir.Model:
                     trial_filter,
                     to_sympy(body.expr),
                     line(module),
+                    sum(n.value != int(n.value) for n in ast.numbers_in(body.expr)),
                 )
             )
         else:
@@ -149,4 +150,4 @@ def _filter(trial_filter: ast.TrialFilter) -> ir.TrialFilter:
     left, right = to_sympy(condition.left), to_sympy(condition.right)
     # Unevaluated: a condition such as c + 1 > c stays a comparison, not True.
     relation = _RELATIONS[condition.op](left, right, evaluate=False)
-    return ir.TrialFilter("condition", relation)
+    return ir.TrialFilter(trial_filter.kind, relation)

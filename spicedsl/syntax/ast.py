@@ -145,7 +145,8 @@ class Comparison:
 @dataclass(frozen=True)
 class TrialFilter:
     """Which entries of the target state a module writes: ``chosen``, ``not_chosen``,
-    ``all`` or ``condition`` (then ``condition`` holds the comparison)."""
+    ``all`` or ``condition``. ``condition`` holds the comparison of ``condition``, and
+    of ``chosen and ...`` or ``not chosen and ...``, where both must hold."""
 
     kind: str
     condition: Comparison | None = None

@@ -318,19 +318,25 @@ class _ToAst(Transformer):
         )
 
     def when_chosen(self, meta, children):
-        return ast.TrialFilter("chosen", span=self._span(meta))
+        return self._chosen_filter("chosen", meta, children)
 
     def when_not_chosen(self, meta, children):
-        return ast.TrialFilter("not_chosen", span=self._span(meta))
+        return self._chosen_filter("not_chosen", meta, children)
+
+    def _chosen_filter(self, kind, meta, children):
+        """``[not] chosen``, with the condition written after or before it, if any."""
+        condition = next((c for c in children if isinstance(c, ast.Comparison)), None)
+        return ast.TrialFilter(kind, condition, span=self._span(meta))
 
     def when_all(self, meta, children):
         return ast.TrialFilter("all", span=self._span(meta))
 
     def when_condition(self, meta, children):
+        return ast.TrialFilter("condition", children[0], span=self._span(meta))
+
+    def comparison(self, meta, children):
         left, op, right = children
-        span = self._span(meta)
-        comparison = ast.Comparison(left, str(op), right, span=Span(left.span.start, span.end))
-        return ast.TrialFilter("condition", comparison, span=span)
+        return ast.Comparison(left, str(op), right, span=self._span(meta))
 
     def learn(self, meta, children):
         inputs: tuple[ast.Name, ...] = ()
