@@ -43,14 +43,12 @@ class AsymmetricLearningModel(BaseRNN):
     embedding_size = 0
     embedding_dropout = 0.0
 
-    def trial(self, state, data, chosen):
+    def update(self, state, data, chosen):
         x_value_reward = state['x_value_reward']
         # asymmetric_learning.spice:17
         alpha_gain = self.param('alpha_gain')
         # asymmetric_learning.spice:18
         alpha_loss = self.param('alpha_loss')
-        # asymmetric_learning.spice:19
-        beta = self.param('beta')
         # asymmetric_learning.spice:9
         c_reward = data['reward']
         # asymmetric_learning.spice:11
@@ -65,9 +63,13 @@ class AsymmetricLearningModel(BaseRNN):
             alpha_loss*(c_reward - x_value_reward) + x_value_reward,
             x_value_reward,
         )
-        # asymmetric_learning.spice:20
-        logits = beta*x_value_reward
-        new_state = {
+        return {
             'x_value_reward': x_value_reward,
         }
-        return new_state, logits
+
+    def choice_logits(self, state, data):
+        x_value_reward = state['x_value_reward']
+        # asymmetric_learning.spice:19
+        beta = self.param('beta')
+        # asymmetric_learning.spice:20
+        return beta*x_value_reward
