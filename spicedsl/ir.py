@@ -25,6 +25,19 @@ def symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, real=True)
 
 
+DATA_PREFIX = "data."
+
+
+def column_symbol(column: str) -> sympy.Symbol:
+    """The sympy symbol of the data column ``column`` (no model name has a dot)."""
+    return symbol(DATA_PREFIX + column)
+
+
+def column_of(symbol: sympy.Symbol) -> str | None:
+    """The data column a symbol stands for, or None for a model name."""
+    return symbol.name[len(DATA_PREFIX) :] if symbol.name.startswith(DATA_PREFIX) else None
+
+
 @dataclass(frozen=True)
 class State:
     name: str
@@ -34,12 +47,31 @@ class State:
 
 @dataclass(frozen=True)
 class Control:
-    """A per-trial signal: a data column (``column``) or a state's start-of-trial value."""
+    """A per-trial signal: ``expr`` of data columns (:func:`column_symbol`) and the
+    start-of-trial values of states. ``before_choice``: seen before the trial's choice."""
 
     name: str
-    column: str | None
-    state: str | None
+    expr: sympy.Expr
+    before_choice: bool
     line: int
+
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        """The data columns the control reads."""
+        found = (column_of(s) for s in self.expr.free_symbols)
+        return tuple(sorted(c for c in found if c is not None))
+
+    @property
+    def column(self) -> str | None:
+        """The data column, when the control is that column as it is."""
+        return column_of(self.expr) if isinstance(self.expr, sympy.Symbol) else None
+
+    @property
+    def state(self) -> str | None:
+        """The state, when the control copies a state's start-of-trial value."""
+        if isinstance(self.expr, sympy.Symbol) and column_of(self.expr) is None:
+            return self.expr.name
+        return None
 
 
 @dataclass(frozen=True)
@@ -133,6 +165,10 @@ class Model:
     fit: FitSettings
     source_name: str
     participant_table: str | None = None  # path of the table of per-participant values
+    # The columns of the items offered on each trial: several item columns, or one
+    # per-item 0/1 column; empty when every action is offered on every trial.
+    offered: tuple[str, ...] = ()
+    offered_line: int = 0
 
     @cached_property
     def table_params(self) -> tuple[Param, ...]:
@@ -145,14 +181,23 @@ class Model:
 
     @cached_property
     def data_columns(self) -> tuple[str, ...]:
-        """Extra data columns the model reads (beyond choice and reward)."""
+        """Extra data columns the model reads (beyond choice and reward): those of its
+        controls, then those of its offered items."""
         fixed = {CHOICE_COLUMN, REWARD_COLUMN, REWARDS_COLUMN}
-        return tuple(c.column for c in self.controls if c.column and c.column not in fixed)
+        read = [column for c in self.controls for column in c.columns] + list(self.offered)
+        return tuple(dict.fromkeys(c for c in read if c not in fixed))
 
     @cached_property
     def reads_every_reward(self) -> bool:
         """True when the model reads every action's reward (``data.rewards``)."""
-        return any(c.column == REWARDS_COLUMN for c in self.controls)
+        return any(REWARDS_COLUMN in c.columns for c in self.controls)
+
+    @cached_property
+    def predicts_first_choice(self) -> bool:
+        """True when the choice rule reads something seen before the choice: then even
+        the first choice of a session can be told from a guess."""
+        controls = {c.name for c in self.controls if c.before_choice}
+        return any(s.name in controls for s in self.logits.free_symbols)
 
     @cached_property
     def is_generative(self) -> bool:

@@ -60,6 +60,8 @@ def _expr(expr: ast.Expr) -> str:
         return format_number(expr.value)
     if isinstance(expr, ast.Name):
         return expr.id
+    if isinstance(expr, ast.Column):
+        return f"data.{expr.name.id}"
     if isinstance(expr, ast.Call):
         return f"{expr.func.id}({', '.join(_expr(a) for a in expr.args)})"
     if isinstance(expr, ast.Neg):
@@ -84,8 +86,10 @@ def format_statement(stmt: ast.Statement) -> list[str]:
     if isinstance(stmt, ast.StateDecl):
         return [f"state {stmt.name.id} = {format_number(stmt.initial.value)}"]
     if isinstance(stmt, ast.ControlDecl):
-        source = f"data.{stmt.column.id}" if stmt.column else stmt.state.id
-        return [f"control {stmt.name.id} = {source}"]
+        seen = " before choice" if stmt.before_choice else ""
+        return [f"control {stmt.name.id} = {_expr(stmt.expr)}{seen}"]
+    if isinstance(stmt, ast.OfferedDecl):
+        return ["offered " + ", ".join(_expr(column) for column in stmt.columns)]
     if isinstance(stmt, ast.ModuleDecl):
         header = f"module {stmt.name.id} updates {stmt.target.id} {_filter(stmt.filter)}"
         return [header, INDENT + _body(stmt.body)]

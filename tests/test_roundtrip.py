@@ -40,6 +40,7 @@ name_ids = st.builds(
     operator.add, st.sampled_from(FIRST), st.text(FIRST + string.digits, max_size=7)
 ).filter(lambda s: s not in KEYWORDS)
 names = name_ids.map(ast.Name)
+OUTCOME_COLUMNS = ("choice", "reward", "rewards")
 unsigned = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False)
 signed = st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False)
 unsigned_numbers = st.one_of(st.integers(0, 1000).map(float), unsigned).map(ast.Number)
@@ -63,11 +64,13 @@ def expressions(leaves: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Ex
 
 
 any_expressions = expressions(st.one_of(names, unsigned_numbers))
+columns = names.map(ast.Column)
+control_expressions = expressions(st.one_of(names, columns, unsigned_numbers))
 comparisons = st.builds(
     ast.Comparison, any_expressions, st.sampled_from(COMPARISONS), any_expressions
 )
 filters = st.one_of(
-    st.sampled_from(["chosen", "not_chosen", "all"]).map(ast.TrialFilter),
+    st.sampled_from(["chosen", "not_chosen", "not_offered", "all"]).map(ast.TrialFilter),
     comparisons.map(lambda c: ast.TrialFilter("condition", c)),
     st.builds(ast.TrialFilter, st.sampled_from(["chosen", "not_chosen"]), comparisons),
 )
@@ -101,8 +104,8 @@ statements = st.one_of(
     st.builds(ast.ModelDecl, names, descriptions),
     st.builds(ast.ActionsDecl, st.none() | whole),
     st.builds(ast.StateDecl, names, signed_numbers),
-    st.builds(ast.ControlDecl, names, column=names),
-    st.builds(ast.ControlDecl, names, state=names),
+    st.builds(ast.ControlDecl, names, control_expressions, st.booleans()),
+    st.builds(ast.OfferedDecl, st.lists(columns, min_size=1, max_size=3).map(tuple)),
     st.builds(ast.ModuleDecl, names, names, filters, bodies),
     params(),
     st.builds(ast.LogitsDecl, any_expressions),
@@ -207,11 +210,16 @@ def valid_models(draw) -> ast.Program:
     if draw(st.booleans()):
         out.append(ast.ActionsDecl(draw(st.none() | st.integers(2, 10))))
     out += [ast.StateDecl(ast.Name(s), draw(signed_numbers)) for s in states]
+    seen_before_choice: list[str] = []
     for c in controls:
         if draw(st.booleans()):
-            out.append(ast.ControlDecl(ast.Name(c), column=draw(names)))
+            column = ast.Column(draw(names.filter(lambda n: n.id not in OUTCOME_COLUMNS)))
+            expr = draw(st.sampled_from([column, ast.BinOp("/", column, ast.Number(2.0))]))
+            if draw(st.booleans()):
+                seen_before_choice.append(c)
+            out.append(ast.ControlDecl(ast.Name(c), expr, c in seen_before_choice))
         else:
-            out.append(ast.ControlDecl(ast.Name(c), state=ast.Name(draw(st.sampled_from(states)))))
+            out.append(ast.ControlDecl(ast.Name(c), ast.Name(draw(st.sampled_from(states)))))
 
     planned: list[tuple[str, ast.TrialFilter]] = []
     for target in states:
@@ -273,7 +281,7 @@ def valid_models(draw) -> ast.Program:
                 fixed=value is not None and draw(st.booleans()),
             )
         )
-    readable = states + controls + param_names
+    readable = states + seen_before_choice + param_names
     out.append(ast.LogitsDecl(fill_slots(draw(slot_expressions), readable)))
     if draw(st.booleans()):
         targets = draw(st.lists(st.sampled_from(learnable + param_names), unique=True))

@@ -19,7 +19,16 @@ from spicedsl import __version__, ir
 from spicedsl.codegen.torch_printer import ModelTorchPrinter, local_names, number_text
 from spicedsl.resources import data_dir
 
-_MASKS = {"chosen": "chosen", "not_chosen": "~chosen", "all": None}
+# The entries each trial filter selects. With offered items, the actions not chosen are
+# the other offered ones.
+_MASKS = {
+    "chosen": "chosen",
+    "not_chosen": "~chosen",
+    "not_offered": "~offered",
+    "all": None,
+    "condition": None,
+}
+_OFFERED_MASKS = {**_MASKS, "not_chosen": "offered & ~chosen"}
 
 # Data columns with one value per action: expressions reading them are (batch, actions).
 _PER_ACTION_COLUMNS = frozenset({ir.CHOICE_COLUMN, ir.REWARDS_COLUMN})
@@ -70,6 +79,10 @@ def generate(model: ir.Model) -> str:
         + [c.name for c in model.controls]
         + [p.name for p in model.params]
     )
+    for control in model.controls:
+        for column in control.columns:
+            code = "chosen.float()" if column == ir.CHOICE_COLUMN else f"data[{column!r}]"
+            names[ir.DATA_PREFIX + column] = code
     writer = _TrialWriter(model, names)
     update, choice_logits = writer.update(), writer.choice_logits()
     used = {
@@ -138,12 +151,17 @@ class _TrialWriter:
         self.names = names
         self.printer = ModelTorchPrinter(names)
         # Symbols whose value always has one entry per action: (batch, actions).
-        self.per_action = {s.name for s in model.states} | {
-            c.name for c in model.controls if c.state is not None or c.column in _PER_ACTION_COLUMNS
+        states = {s.name for s in model.states}
+        per_action = states | {ir.DATA_PREFIX + c for c in _PER_ACTION_COLUMNS}
+        self.per_action = states | {
+            c.name for c in model.controls if any(s.name in per_action for s in c.expr.free_symbols)
         }
+        self.masks = _OFFERED_MASKS if model.offered else _MASKS
 
     def update(self) -> list[Statement]:
         out = self._reads(self._names_updates_read())
+        if any("offered" in (self.masks[m.filter.kind] or "") for m in self.model.modules):
+            out.insert(0, Statement(self.model.offered_line, "offered = data['offered']"))
         out.extend(self._module(module) for module in self.model.modules)
         return out
 
@@ -167,15 +185,9 @@ class _TrialWriter:
             if p.name in read
         ]
         for control in model.controls:
-            if control.name not in read:
-                continue
-            if control.state is not None:
-                value = names[control.state]
-            elif control.column == ir.CHOICE_COLUMN:
-                value = "chosen.float()"
-            else:
-                value = f"data[{control.column!r}]"
-            out.append(Statement(control.line, f"{names[control.name]} = {value}"))
+            if control.name in read:
+                value = self.printer.doprint(control.expr)
+                out.append(Statement(control.line, f"{names[control.name]} = {value}"))
         return out
 
     def _names_updates_read(self) -> set[str]:
@@ -193,7 +205,7 @@ class _TrialWriter:
 
     def _module(self, module: ir.Module) -> Statement:
         target = self.names[module.target]
-        mask = _MASKS.get(module.filter.kind)
+        mask = self.masks[module.filter.kind]
         if module.filter.condition is not None:
             condition = self.printer.doprint(module.filter.condition)
             mask = condition if mask is None else f"{mask} & ({condition})"

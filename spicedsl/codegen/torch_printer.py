@@ -21,7 +21,7 @@ _EXACT = 2**53
 # Names the generated ``trial`` method uses itself, and names Python will not let it
 # assign; model names that clash get a suffix.
 RESERVED = frozenset(
-    {"self", "state", "data", "chosen", "torch", "logits", "new_state", "__debug__"}
+    {"self", "state", "data", "chosen", "offered", "torch", "logits", "new_state", "__debug__"}
 )
 
 

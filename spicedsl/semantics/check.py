@@ -21,6 +21,12 @@ MAX_DEGREE = 3
 # Larger constant exponents make sympy compute huge exact powers, and mean nothing here.
 MAX_EXPONENT = 1000
 _VALUES = {"state", "control", "param"}  # what equations and the choice rule may read
+# Data columns that are the choice or its outcome, and so never seen before the choice.
+_OUTCOMES = {
+    "choice": "the choice itself",
+    "reward": "the outcome of the choice",
+    "rewards": "the outcome of the trial",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Declarations:
     embedding: ast.EmbeddingDecl | None
     fit: ast.FitDecl | None
     participants: ast.ParticipantsDecl | None
+    offered: ast.OfferedDecl | None
 
     @property
     def table_params(self) -> list[ast.ParamDecl]:
@@ -87,8 +94,7 @@ class _Checker:
             elif d.actions.count > MAX_ACTIONS:
                 self.error(f"at most {MAX_ACTIONS} actions are supported", d.actions.span)
         for control in d.controls.values():
-            if control.state is not None:
-                self.expect_kind(control.state, {"state"}, "a control can only copy")
+            self.check_control(control)
         for param in d.params.values():
             self.check_param(param)
         for module in d.modules.values():
@@ -103,6 +109,7 @@ class _Checker:
             )
         else:
             self.check_expr(d.logits.expr)
+            self.check_choice_rule(d.logits.expr)
         if d.embedding is not None:
             self.check_embedding(d.embedding)
         if d.fit is not None:
@@ -160,6 +167,7 @@ class _Checker:
             embedding=single.get(ast.EmbeddingDecl),
             fit=single.get(ast.FitDecl),
             participants=single.get(ast.ParticipantsDecl),
+            offered=single.get(ast.OfferedDecl),
         )
 
     def duplicate(self, name: ast.Name, first: ast.Name, what: str) -> None:
@@ -183,8 +191,22 @@ class _Checker:
         return False
 
     def check_expr(
-        self, expr: ast.Expr, kinds: set[str] = _VALUES, what: str = "an equation can only read"
+        self,
+        expr: ast.Expr,
+        kinds: set[str] = _VALUES,
+        what: str = "an equation can only read",
+        columns: bool = False,
     ) -> None:
+        """Report unknown names and functions, wrong arities and constants without a
+        value in ``expr``; it may read names of ``kinds``, and data columns if ``columns``."""
+        if not columns:
+            for column in ast.columns_in(expr):
+                self.error(
+                    f"'data.{column.name.id}' is read outside a control",
+                    column.span,
+                    hint=f"declare it as a control, e.g. 'control c_{column.name.id} = "
+                    f"data.{column.name.id}', and read the control",
+                )
         try:
             _constant_value(expr)
         except _NoValueError as problem:
@@ -229,6 +251,49 @@ class _Checker:
                 hint="clip(x, low, high) limits x to [low, high]; swap the two ends",
             )
 
+    def check_control(self, control: ast.ControlDecl) -> None:
+        """A control reads data columns and start-of-trial state values; one seen before
+        the choice reads data columns only, and neither the choice nor its outcome."""
+        self.check_expr(
+            control.expr, {"state"}, "a control can read data columns ('data.NAME') and", True
+        )
+        columns = ast.columns_in(control.expr)
+        if not columns and not ast.names_in(control.expr):
+            self.error(
+                f"control '{control.name.id}' reads no data column and no state, so it is "
+                "the same on every trial",
+                control.expr.span,
+                hint="use a param or a number instead",
+            )
+        if not control.before_choice:
+            return
+        for name in ast.names_in(control.expr):
+            self.error(
+                f"control '{control.name.id}' is seen before the choice, so it can only read "
+                f"data columns, not the state '{name.id}'",
+                name.span,
+                hint="the choice rule can read states directly",
+            )
+        for column in columns:
+            if column.name.id in _OUTCOMES:
+                self.error(
+                    f"'data.{column.name.id}' is {_OUTCOMES[column.name.id]}, so it cannot be "
+                    "seen before the choice",
+                    column.span,
+                )
+
+    def check_choice_rule(self, expr: ast.Expr) -> None:
+        """The choice rule reads params, states and the controls seen before the choice."""
+        for name in ast.names_in(expr):
+            control = self.decls.controls.get(name.id)
+            if control is not None and not control.before_choice:
+                self.error(
+                    f"the choice rule reads '{name.id}', which is only known after the choice",
+                    name.span,
+                    hint=f"if the data show it before the choice, write 'control {name.id} = "
+                    f"... before choice'; to use it on later trials, keep it in a state",
+                )
+
     def check_param(self, param: ast.ParamDecl) -> None:
         low = param.lower.value if param.lower else -math.inf
         high = param.upper.value if param.upper else math.inf
@@ -253,6 +318,13 @@ class _Checker:
             )
         else:
             target_ok = self.expect_kind(target, {"state"}, "a module can only update")
+        if module.filter.kind == "not_offered" and self.decls.offered is None:
+            self.error(
+                f"module '{module.name.id}' updates the items not offered, but the model "
+                "does not say which items each trial offers",
+                module.filter.span,
+                hint="add e.g. 'offered data.option_a, data.option_b'",
+            )
         if module.filter.condition is not None:
             condition = module.filter.condition
             for side in (condition.left, condition.right):
@@ -389,8 +461,9 @@ _MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 def _filters_overlap(a: ast.TrialFilter, b: ast.TrialFilter) -> bool:
     """Whether two filters may select the same entry on the same trial.
 
-    Filters are disjoint when one selects the chosen action and the other the others
-    (whatever conditions they add), or when both have conditions and the conditions
+    Filters are disjoint when they select different ones of the chosen action, the
+    other offered actions and the actions not offered (whatever conditions they add), or
+    when both have conditions and the conditions
     are disjoint: they compare the same expression with numbers that no value satisfies
     both (``c > 0.5`` and ``c <= 0.5``), or one is the exact complement of the other
     (``c1 < c2`` and ``c1 >= c2``).
@@ -407,7 +480,7 @@ def _filters_overlap(a: ast.TrialFilter, b: ast.TrialFilter) -> bool:
     >>> _filters_overlap(when("chosen and c > 0.5"), when("chosen"))
     True
     """
-    if {a.kind, b.kind} == {"chosen", "not_chosen"}:
+    if a.kind != b.kind and {a.kind, b.kind} <= {"chosen", "not_chosen", "not_offered"}:
         return False
     if a.condition is None or b.condition is None:
         return True
@@ -500,7 +573,7 @@ def _constant_value(expr: ast.Expr) -> float | None:
     """
     if isinstance(expr, ast.Number):
         return expr.value
-    if isinstance(expr, ast.Name):
+    if isinstance(expr, ast.Name | ast.Column):
         return None
     if isinstance(expr, ast.Neg):
         value = _constant_value(expr.operand)
@@ -539,4 +612,5 @@ def _keyword(stmt: ast.Statement) -> str:
         ast.EmbeddingDecl: "embedding",
         ast.FitDecl: "fit",
         ast.ParticipantsDecl: "participants",
+        ast.OfferedDecl: "offered",
     }[type(stmt)]

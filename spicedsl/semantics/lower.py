@@ -40,6 +40,8 @@ def to_sympy(expr: ast.Expr) -> sympy.Expr:
         return sympy.Integer(int(value)) if value == int(value) else sympy.Float(value)
     if isinstance(expr, ast.Name):
         return ir.symbol(expr.id)
+    if isinstance(expr, ast.Column):
+        return ir.column_symbol(expr.name.id)
     if isinstance(expr, ast.Neg):
         return -to_sympy(expr.operand)
     if isinstance(expr, ast.Call):
@@ -110,12 +112,7 @@ def lower(program: ast.Program, source: Source) -> ir.Model:
         n_actions=decls.actions.count if decls.actions else None,
         states=tuple(ir.State(s.name.id, s.initial.value, line(s)) for s in decls.states.values()),
         controls=tuple(
-            ir.Control(
-                c.name.id,
-                c.column.id if c.column else None,
-                c.state.id if c.state else None,
-                line(c),
-            )
+            ir.Control(c.name.id, to_sympy(c.expr), c.before_choice, line(c))
             for c in decls.controls.values()
         ),
         modules=tuple(modules),
@@ -140,6 +137,8 @@ def lower(program: ast.Program, source: Source) -> ir.Model:
         participant_table=(
             table_path(source.name, decls.participants.path) if decls.participants else None
         ),
+        offered=tuple(c.name.id for c in decls.offered.columns) if decls.offered else (),
+        offered_line=line(decls.offered) if decls.offered else 0,
     )
 
 

@@ -33,6 +33,14 @@ class Name:
 
 
 @dataclass(frozen=True)
+class Column:
+    """``data.NAME``: the data file's column ``NAME`` on the current trial."""
+
+    name: Name
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Call:
     func: Name
     args: tuple[Expr, ...]
@@ -55,7 +63,7 @@ class Neg:
     span: Span = _span()
 
 
-Expr = Number | Name | Call | BinOp | Neg
+Expr = Number | Name | Column | Call | BinOp | Neg
 
 
 def names_in(expr: Expr) -> list[Name]:
@@ -72,6 +80,23 @@ def names_in(expr: Expr) -> list[Name]:
         return names_in(expr.left) + names_in(expr.right)
     if isinstance(expr, Neg):
         return names_in(expr.operand)
+    return []
+
+
+def columns_in(expr: Expr) -> list[Column]:
+    """Every data column ``expr`` reads, in reading order.
+
+    >>> [c.name.id for c in columns_in(BinOp("/", Column(Name("gain")), Name("x")))]
+    ['gain']
+    """
+    if isinstance(expr, Column):
+        return [expr]
+    if isinstance(expr, Call):
+        return [column for arg in expr.args for column in columns_in(arg)]
+    if isinstance(expr, BinOp):
+        return columns_in(expr.left) + columns_in(expr.right)
+    if isinstance(expr, Neg):
+        return columns_in(expr.operand)
     return []
 
 
@@ -126,11 +151,35 @@ class StateDecl:
 
 @dataclass(frozen=True)
 class ControlDecl:
-    """``control c = data.column`` (``column`` set) or ``control c = state`` (``state`` set)."""
+    """``control c = expression [before choice]``: a per-trial signal computed from data
+    columns (``data.NAME``) and start-of-trial state values.
+
+    ``before_choice``: the signal is seen before the trial's choice, so that the choice
+    rule may read it.
+    """
 
     name: Name
-    column: Name | None = None
-    state: Name | None = None
+    expr: Expr
+    before_choice: bool = False
+    span: Span = _span()
+
+    @property
+    def column(self) -> Name | None:
+        """The data column, when the control is one column as it is."""
+        return self.expr.name if isinstance(self.expr, Column) else None
+
+    @property
+    def state(self) -> Name | None:
+        """The state, when the control copies one state's start-of-trial value."""
+        return self.expr if isinstance(self.expr, Name) else None
+
+
+@dataclass(frozen=True)
+class OfferedDecl:
+    """``offered data.a, data.b``: the items offered on each trial, one column each (coded
+    as the choices are), or ``offered data.available``: one 0/1 column per item."""
+
+    columns: tuple[Column, ...]
     span: Span = _span()
 
 
@@ -145,8 +194,9 @@ class Comparison:
 @dataclass(frozen=True)
 class TrialFilter:
     """Which entries of the target state a module writes: ``chosen``, ``not_chosen``,
-    ``all`` or ``condition``. ``condition`` holds the comparison of ``condition``, and
-    of ``chosen and ...`` or ``not chosen and ...``, where both must hold."""
+    ``not_offered``, ``all`` or ``condition``. ``condition`` holds the comparison of
+    ``condition``, and of ``chosen and ...`` or ``not chosen and ...``, where both must
+    hold."""
 
     kind: str
     condition: Comparison | None = None
@@ -248,6 +298,7 @@ Statement = (
     | EmbeddingDecl
     | FitDecl
     | ParticipantsDecl
+    | OfferedDecl
 )
 
 

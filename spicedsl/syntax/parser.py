@@ -34,6 +34,7 @@ STATEMENT_KEYWORDS = (
     "embedding",
     "fit",
     "participants",
+    "offered",
 )
 # A statement keyword at the start of a line starts a statement, unless '=' follows it:
 # such a line can only be an equation line (and 'logits =' is the choice rule).
@@ -298,16 +299,21 @@ class _ToAst(Transformer):
         return ast.StateDecl(self._name(children[0]), children[1], span=self._span(meta))
 
     def control_decl(self, meta, children):
-        kind, token = children[1]
-        return ast.ControlDecl(
-            self._name(children[0]), **{kind: self._name(token)}, span=self._span(meta)
-        )
+        name, expr, *before = children
+        return ast.ControlDecl(self._name(name), expr, bool(before), span=self._span(meta))
 
-    def data_source(self, meta, children):
-        return ("column", children[0])
+    def before_choice(self, meta, children):
+        return True
 
-    def state_source(self, meta, children):
-        return ("state", children[0])
+    def offered_decl(self, meta, children):
+        return ast.OfferedDecl(tuple(children), span=self._span(meta))
+
+    def data_column(self, meta, children):
+        prefix, column = children
+        if prefix != "data":
+            message = f"unknown prefix '{prefix}.'; a data column is written 'data.{column}'"
+            raise _StatementError(Diagnostic(message, self._tok(prefix)))
+        return ast.Column(self._name(column), span=self._span(meta))
 
     def module_decl(self, meta, children):
         name, target, *rest = children
@@ -327,6 +333,9 @@ class _ToAst(Transformer):
         """``[not] chosen``, with the condition written after or before it, if any."""
         condition = next((c for c in children if isinstance(c, ast.Comparison)), None)
         return ast.TrialFilter(kind, condition, span=self._span(meta))
+
+    def when_not_offered(self, meta, children):
+        return ast.TrialFilter("not_offered", span=self._span(meta))
 
     def when_all(self, meta, children):
         return ast.TrialFilter("all", span=self._span(meta))
