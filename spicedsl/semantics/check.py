@@ -484,14 +484,19 @@ def _constant_value(expr: ast.Expr) -> float | None:
         if function is None or len(args) != function.arity or None in args:
             return None
         return _finite(expr, function.evaluate, args)
-    left, right = _constant_value(expr.left), _constant_value(expr.right)
-    if expr.op == "/" and right == 0:
-        raise _NoValueError(expr, "divides by zero")
-    if expr.op == "^" and right is not None and abs(right) > MAX_EXPONENT:
-        raise _NoValueError(expr, f"has an exponent beyond {MAX_EXPONENT:g}")
-    if left is None or right is None:
-        return None
-    return _finite(expr, _ARITHMETIC[expr.op], [left, right])
+    first, links = ast.chain(expr)
+    value = _constant_value(first)
+    for link in links:
+        right = _constant_value(link.right)
+        if link.op == "/" and right == 0:
+            raise _NoValueError(link, "divides by zero")
+        if link.op == "^" and right is not None and abs(right) > MAX_EXPONENT:
+            raise _NoValueError(link, f"has an exponent beyond {MAX_EXPONENT:g}")
+        if value is not None and right is not None:
+            value = _finite(link, _ARITHMETIC[link.op], [value, right])
+        else:
+            value = None
+    return value
 
 
 def _finite(node: ast.Expr, function, args: list[float]) -> float:
