@@ -14,11 +14,12 @@ import torch
 from spicedsl import api
 from spicedsl.errors import DataError, FitError, SpiceError
 from spicedsl.fitted import fitted_program
-from spicedsl.fitting import FitResult, load_weights, select_equations
+from spicedsl.fitting import FitResult, select_equations
 from spicedsl.frontend import checked_program, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.equations import DiscoveredEquation, fit_module
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
+from spicedsl.runtime.weights import load_weights
 from spicedsl.syntax.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -318,8 +318,11 @@ class _Checker:
                     )
 
     def check_embedding(self, embedding: ast.EmbeddingDecl) -> None:
+        largest = OPTIONS["hidden_size"].maximum
         if embedding.size < 1:
             self.error("the embedding size must be at least 1", embedding.span)
+        elif embedding.size > largest:
+            self.error(f"the embedding size must be at most {largest:g}", embedding.span)
         if embedding.dropout is not None and not 0 <= embedding.dropout.value < 1:
             self.error("dropout must be in [0, 1)", embedding.dropout.span)
         for name in embedding.targets:
