@@ -90,7 +90,7 @@ def generative_network(
     """
     from spicedsl.codegen.instantiate import network_class
     from spicedsl.errors import SpiceError
-    from spicedsl.fitting import load_weights, weights_hidden_size
+    from spicedsl.runtime.weights import load_weights, weights_hidden_size
 
     given = set(participant_values or {})
     unknown = [m.name for m in model.learned_modules] + [
@@ -185,6 +185,18 @@ def simulate(
 
         raise UsageError(f"the model has {model_ir.n_actions} actions, not {n_actions}")
     from spicedsl.runtime.param_table import model_table, read_param_table, table_bounds
+    from spicedsl.runtime.simulate import MAX_SIMULATION_BYTES, simulation_bytes
+
+    needed = simulation_bytes(n_sessions, n_trials, n_actions, len(model_ir.states))
+    if needed > MAX_SIMULATION_BYTES:
+        from spicedsl.errors import UsageError
+        from spicedsl.files import size_text
+
+        raise UsageError(
+            f"simulating {n_sessions} sessions of {n_trials} trials would take about "
+            f"{size_text(needed)} of memory, more than the limit of "
+            f"{size_text(MAX_SIMULATION_BYTES)}\nhint: simulate fewer sessions or trials"
+        )
 
     if param_table is not None:
         bounds = table_bounds(model_ir.table_params)

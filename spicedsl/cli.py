@@ -16,8 +16,16 @@ from pathlib import Path
 
 from spicedsl import __version__
 from spicedsl.errors import EXIT_USAGE_ERROR, SpiceError, UsageError
+from spicedsl.files import STDOUT, drop_stdout, flush_stdout, write_output
 from spicedsl.runtime.param_table import UNKNOWN_PARTICIPANTS
 from spicedsl.settings import MAX_ACTIONS, OPTIONS
+from spicedsl.source import printable
+
+# The exit code when stdout is closed early (as by 'spicedsl ... | head'): that of a
+# command stopped by SIGPIPE in a shell.
+EXIT_CLOSED_STDOUT = 141
+# Seeds of the random generators: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 DESCRIPTION = """\
 spicedsl: write a SPICE model as a short text file, fit it to choice data, and get the
@@ -56,14 +64,16 @@ def _parser() -> argparse.ArgumentParser:
 
     compile_ = commands.add_parser("compile", help="print the generated torch module")
     compile_.add_argument("model", metavar="MODEL")
-    compile_.add_argument("-o", "--output", metavar="OUT.py", help="write here, not stdout")
+    compile_.add_argument(
+        "-o", "--output", metavar="OUT.py", help="write here, not stdout ('-': stdout)"
+    )
 
     simulate = commands.add_parser("simulate", help="simulate a fully specified model")
     simulate.add_argument("model", metavar="MODEL")
     simulate.add_argument("--sessions", type=int, default=100, help="sessions (default 100)")
     simulate.add_argument("--trials", type=int, default=100, help="trials each (default 100)")
     simulate.add_argument("--actions", type=int, help="actions, if the model does not say")
-    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
     simulate.add_argument(
         "--participants", type=int, default=1, help="participants the sessions are dealt to (1)"
     )
@@ -76,9 +86,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TABLE.csv",
         help="per-participant param values: a participant column, one column per param",
     )
-    simulate.add_argument("-o", "--output", required=True, metavar="DATA.csv")
     simulate.add_argument(
-        "--latents", metavar="LATENTS.csv", help="also write probabilities and states"
+        "-o", "--output", required=True, metavar="DATA.csv", help="the data ('-': stdout)"
+    )
+    simulate.add_argument(
+        "--latents", metavar="LATENTS.csv", help="also write probabilities and states ('-': stdout)"
     )
 
     fit = commands.add_parser("fit", help="train, discover equations, print the fitted model")
@@ -95,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--validation", type=float, default=0.2, help="held-out session fraction (0.2)"
     )
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
     fit.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     fit.add_argument("--device", default="cpu", help="train on cpu (default) or cuda")
     fit.add_argument("--digits", type=int, default=4, help="significant digits printed (4)")
@@ -135,6 +147,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SEED_HELP = f"random seed, 0 to {MAX_SEED} (default 0)"
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed of the random generators."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"the seed must be a whole number from 0 to {MAX_SEED}")
+    return value
+
+
 def _option_value(option):
     """An argparse type that reads a number and checks it against the option's range."""
 
@@ -154,7 +180,9 @@ def _option_value(option):
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reading the data file")
-    group.add_argument("--sep", help="column separator (default: from the header line)")
+    group.add_argument(
+        "--sep", help="column separator: one character, or 'tab' (default: from the header line)"
+    )
     for field in _COLUMN_FIELDS:
         group.add_argument(f"--{field}-column", metavar="NAME", help=f"column holding the {field}")
     group.add_argument(
@@ -187,11 +215,24 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
     }
     return {
         "columns": ColumnMap(**mapping),
-        "sep": {"tab": "\t", "\\t": "\t"}.get(args.sep, args.sep),
+        "sep": _separator(args.sep),
         "choice_base": args.choice_base,
         "n_actions": args.actions,
         "rescale_rewards": not args.no_rescale,
     }
+
+
+def _separator(text: str | None) -> str | None:
+    """The separator that ``--sep`` names: one character, or ``tab`` (also ``\\t``)."""
+    if text is None:
+        return None
+    separator = {"tab": "\t", "\\t": "\t"}.get(text, text)
+    if len(separator) != 1 or separator in '"\r\n':
+        raise UsageError(
+            f"--sep {text!r}: the separator must be one character (such as ',' or ';'), "
+            "other than a quote or a line break, or 'tab'"
+        )
+    return separator
 
 
 def _read_data(args: argparse.Namespace, model):
@@ -201,7 +242,12 @@ def _read_data(args: argparse.Namespace, model):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code.
+
+    When stdout is closed before everything is written (``spicedsl ... | head``), the
+    rest of the output is dropped and the exit code is 141, as for a command stopped by
+    SIGPIPE.
+    """
     warnings.showwarning = _note
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -209,13 +255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             _parser().print_help(sys.stderr)
             return EXIT_USAGE_ERROR
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        flush_stdout()
+        return code
     except SpiceError as error:
         print(error.render(), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        drop_stdout()
+        return EXIT_CLOSED_STDOUT
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -227,7 +278,7 @@ def _terminate(*_) -> None:
 
 def _note(message, *_) -> None:
     """Print a warning of the library as a note to the user."""
-    print(f"note: {message}", file=sys.stderr)
+    print(printable(f"note: {message}"), file=sys.stderr)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -242,7 +293,7 @@ def _check(args: argparse.Namespace) -> int:
             print(error.render(), file=sys.stderr)
             failed = True
         else:
-            print(f"{path}: ok")
+            write_output(STDOUT, printable(f"{path}: ok\n"))
     return 1 if failed else 0
 
 
@@ -258,27 +309,39 @@ def _fmt(args: argparse.Namespace) -> int:
         source = read_source(Path(path))
         formatted = format_program(parse(source.text, source.name), source.text)
         if not args.check:
-            sys.stdout.write(formatted)
+            write_output(STDOUT, formatted)
         elif formatted != source.text:
-            print(f"{path}: not in canonical form (run 'spicedsl fmt')", file=sys.stderr)
+            print(printable(f"{path}: not in canonical form (run 'spicedsl fmt')"), file=sys.stderr)
             canonical = False
     return 0 if canonical else 1
 
 
 def _compile(args: argparse.Namespace) -> int:
     from spicedsl.api import compile_model
-    from spicedsl.files import write_atomic
+    from spicedsl.files import check_output
 
-    code = compile_model(Path(args.model))
-    if args.output:
-        write_atomic(args.output, code)
-    else:
-        sys.stdout.write(code)
+    output = args.output or STDOUT
+    check_output(output, [args.model])
+    write_output(output, compile_model(Path(args.model)))
     return 0
+
+
+def _model_inputs(*models: str | None) -> list[str | None]:
+    """The model files among ``models`` and the participant tables they name: inputs
+    that an output must not replace."""
+    from spicedsl.frontend import load_ir
+
+    return [
+        path
+        for model in models
+        if model
+        for path in (model, load_ir(Path(model)).participant_table)
+    ]
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from spicedsl.api import simulate
+    from spicedsl.files import check_output
 
     for flag, least in (("sessions", 1), ("trials", 2), ("participants", 1), ("actions", 2)):
         if getattr(args, flag) is not None and getattr(args, flag) < least:
@@ -287,6 +350,10 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UsageError("--sigma must be a finite number, at least 0")
     if args.latents and Path(args.latents).resolve() == Path(args.output).resolve():
         raise UsageError("--latents and -o name the same file")
+    inputs = [*_model_inputs(args.model), args.params, args.network]
+    for output in (args.output, args.latents):
+        if output:
+            check_output(output, inputs)
     dataset, latents = simulate(
         Path(args.model),
         args.sessions,
@@ -303,8 +370,11 @@ def _simulate(args: argparse.Namespace) -> int:
         from spicedsl.runtime.simulate import write_latents
 
         write_latents(args.latents, dataset, latents)
+    where = "stdout" if args.output == STDOUT else args.output
     print(
-        f"wrote {dataset.n_trials} trials of {len(dataset.session_ids)} sessions to {args.output}",
+        printable(
+            f"wrote {dataset.n_trials} trials of {len(dataset.session_ids)} sessions to {where}"
+        ),
         file=sys.stderr,
     )
     return 0
@@ -356,25 +426,31 @@ def _fit(args: argparse.Namespace) -> int:
             )
             return 130
         raise
-    sys.stdout.write(result.fitted_text)
-    print(result.summary())
+    summaries = [result.summary()]
     if result.participant_table:
-        print(result.participant_summary())
+        summaries.append(result.participant_summary())
+    write_output(STDOUT, result.fitted_text + "".join(f"{text}\n" for text in summaries))
     if result.log.stopped == "interrupted":
         print("training was interrupted; the results use the best network so far", file=sys.stderr)
     if args.output:
         out = result.save(args.output, overwrite=True, dataset=data)
         table = f", {TABLE_FILE}" if result.participant_table else ""
         print(
-            f"wrote {out}: fitted.spice{table}, report.json, report.html, network.npz",
+            printable(f"wrote {out}: fitted.spice{table}, report.json, report.html, network.npz"),
             file=sys.stderr,
         )
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from spicedsl.files import check_output
+    from spicedsl.fitted import TABLE_FILE
     from spicedsl.plots import plot_command
 
+    inputs = [*_model_inputs(args.model, args.truth), args.data]
+    if args.fitted:
+        inputs += [Path(args.fitted, name) for name in ("fitted.spice", TABLE_FILE, "network.npz")]
+    check_output(args.output, inputs)
     written = plot_command(
         Path(args.model),
         args.data,
@@ -384,7 +460,8 @@ def _plot(args: argparse.Namespace) -> int:
         fitted=args.fitted,
         **_data_options(args),
     )
-    print(f"wrote {written}", file=sys.stderr)
+    if args.output != STDOUT:
+        print(printable(f"wrote {written}"), file=sys.stderr)
     return 0
 
 
@@ -398,15 +475,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = _read_data(args, load_ir(model_path))
     metrics = evaluate(model_path, data, args.unknown_participants)
     if args.json:
-        print(json.dumps(metrics))
+        write_output(STDOUT, json.dumps(metrics) + "\n")
         return 0
     participants = metrics.pop("participants", {})
-    for key, value in metrics.items():
-        print(f"{key:14} {value:.6g}" if isinstance(value, float) else f"{key:14} {value}")
+    lines = [
+        f"{key:14} {value:.6g}" if isinstance(value, float) else f"{key:14} {value}"
+        for key, value in metrics.items()
+    ]
     if participants:
-        print(f"\n{'participant':14} {'nll_per_trial':>13} {'n_trials':>9}")
+        lines.append(f"\n{'participant':14} {'nll_per_trial':>13} {'n_trials':>9}")
         for label, own in participants.items():
-            print(f"{label:14} {own['nll_per_trial']:13.6g} {own['n_trials']:9d}")
+            lines.append(f"{label:14} {own['nll_per_trial']:13.6g} {own['n_trials']:9d}")
+    write_output(STDOUT, "".join(f"{line}\n" for line in lines))
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from spicedsl.source import Source, Span
+from spicedsl.source import Source, Span, printable
 
 EXIT_INPUT_ERROR = 1
 EXIT_USAGE_ERROR = 2
@@ -41,7 +41,7 @@ class Diagnostic:
             lines.extend(source.excerpt(self.span))
         if self.hint:
             lines.append(f"hint: {self.hint}")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
@@ -87,7 +87,8 @@ class SpiceError(Exception):
     exit_code = EXIT_INPUT_ERROR
 
     def render(self) -> str:
-        return f"error: {self}"
+        """The message as printed; characters a terminal may act on are shown escaped."""
+        return printable(f"error: {self}")
 
 
 class UsageError(SpiceError):
@@ -112,7 +113,8 @@ class ModelError(SpiceError):
 
 @dataclass
 class DataError(SpiceError):
-    """A problem in a data file, located by file, row and column where known.
+    """A problem in an input file (a data file, a table), located by file, row and column
+    where known.
 
     ``row`` counts lines of the file from 1, the header being row 1.
 
@@ -139,7 +141,12 @@ class DataError(SpiceError):
         text = f"{where}error: {self.message}"
         if self.hint:
             text += f"\nhint: {self.hint}"
-        return text
+        return printable(text)
+
+
+class FileError(DataError):
+    """An input file that cannot be read: missing, a folder or a device, too large, or
+    not UTF-8 text."""
 
 
 class FitError(SpiceError):

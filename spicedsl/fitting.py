@@ -9,7 +9,6 @@ import math
 import platform
 import time
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from spicedsl.runtime.metrics import chance_nll, choice_metrics, participant_nll
 from spicedsl.runtime.network import BaseRNN
 from spicedsl.runtime.param_table import format_param_table, model_values
 from spicedsl.runtime.train import TrainingLog, refit_params, train_network
+from spicedsl.runtime.weights import load_weights, save_weights
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import OPTIONS, FitSettings
 
@@ -196,43 +196,6 @@ class Refit:
     absent: dict[Term, np.ndarray] = field(default_factory=dict)
     # Each participant's summed NLL of the training choices, and their number of choices.
     participant_nll: tuple[np.ndarray, np.ndarray] | None = None
-
-
-def save_weights(net: BaseRNN, path: Path) -> None:
-    """Network weights as a plain ``.npz`` archive (no pickle)."""
-    import io
-
-    buffer = io.BytesIO()
-    arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
-    np.savez(buffer, **arrays)
-    write_atomic(path, buffer.getvalue())
-
-
-def weights_hidden_size(path: str | Path) -> int:
-    """The hidden size of the module networks in a ``network.npz`` (the default if none)."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            for key in archive.files:
-                if key.startswith("nets.") and key.endswith(".out_weight"):
-                    return int(archive[key].shape[0])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise SpiceError(f"cannot read network weights '{path}': {error}") from None
-    return FitSettings().hidden_size
-
-
-def load_weights(net: BaseRNN, path: str | Path) -> None:
-    """Load weights written by :func:`save_weights` (``allow_pickle=False``)."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            net.load_state_dict({k: torch.as_tensor(archive[k]) for k in archive.files})
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise SpiceError(f"cannot read network weights '{path}': {error}") from None
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise SpiceError(
-            f"the weights in '{path}' do not fit this model ({first})\n"
-            "hint: use the model file, actions and participants of the fit that wrote them"
-        ) from None
 
 
 # A network whose best loss is within this many nats of chance has learnt nothing.

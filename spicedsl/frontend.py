@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spicedsl.errors import Diagnostic, ModelError
+from spicedsl.errors import ModelError
+from spicedsl.files import MODEL_FILE_LIMIT, read_input_text
 from spicedsl.semantics.check import check, declarations
 from spicedsl.source import Source
 from spicedsl.syntax import ast
@@ -15,7 +16,8 @@ def read_source(path_or_text: str | Path) -> Source:
     """A model file's text, or the text itself when it does not look like a path.
 
     A value with a newline, or no ``.spice`` ending, that is not an existing file is
-    taken as model text. A file's leading byte-order mark is dropped.
+    taken as model text. A file is read with :func:`spicedsl.files.read_input`: a
+    regular file of at most 1 MB.
     """
     text = str(path_or_text)
     looks_like_path = isinstance(path_or_text, Path) or (
@@ -23,12 +25,7 @@ def read_source(path_or_text: str | Path) -> Source:
     )
     if not looks_like_path:
         return Source("<model>", text)
-    try:
-        return Source(text, Path(text).read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ModelError(None, [Diagnostic(f"model file '{text}' does not exist")]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ModelError(None, [Diagnostic(f"cannot read model file '{text}': {error}")]) from None
+    return Source(text, read_input_text(text, "model file", MODEL_FILE_LIMIT))
 
 
 def checked_program(source: Source) -> ast.Program:

@@ -501,7 +501,7 @@ def plot_command(
     session : int or str
         A session label of the data file (``str``) or a 0-based index (``int``).
     output : str or Path
-        The PNG file to write.
+        The PNG file to write (``-``: stdout).
     truth : str or Path, optional
         A fully specified model drawn as ``truth`` (say, the model that simulated the data).
     fitted : str or Path, optional
@@ -517,7 +517,7 @@ def plot_command(
     """
     from spicedsl.api import read_data
     from spicedsl.errors import SpiceError
-    from spicedsl.files import write_atomic
+    from spicedsl.files import write_output
     from spicedsl.frontend import load_ir
 
     model_ir = load_ir(model)
@@ -541,5 +541,5 @@ def plot_command(
     else:
         models[model_ir.name] = model
     fig = session_figure(models, dataset, session)
-    write_atomic(output, figure_png(fig))
+    write_output(output, figure_png(fig))
     return Path(output)

@@ -66,14 +66,16 @@ def _expr(expr: ast.Expr) -> str:
         return f"{expr.func.id}({', '.join(_expr(a) for a in expr.args)})"
     if isinstance(expr, ast.Neg):
         return "-" + _wrap(expr.operand, _strength(expr.operand) < _PRECEDENCE["neg"])
-    strength = _PRECEDENCE[expr.op]
     if expr.op == "^":
         left = _wrap(expr.left, _strength(expr.left) < _PRECEDENCE["atom"])
         right = _wrap(expr.right, _strength(expr.right) < _PRECEDENCE["neg"])
-    else:
-        left = _wrap(expr.left, _strength(expr.left) < strength)
-        right = _wrap(expr.right, _strength(expr.right) <= strength)
-    return f"{left} {expr.op} {right}"
+        return f"{left} ^ {right}"
+    strength = _PRECEDENCE[expr.op]
+    first, links = ast.chain(expr)
+    parts = [_wrap(first, _strength(first) < strength)]
+    for link in links:
+        parts += [link.op, _wrap(link.right, _strength(link.right) <= strength)]
+    return " ".join(parts)
 
 
 def format_statement(stmt: ast.Statement) -> list[str]:

@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
+
+# Characters that a terminal may act on: controls other than tab and newline, and the
+# marks that reorder text (bidirectional overrides).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with the characters a terminal may act on shown escaped.
+
+    >>> print(printable("a\\x1b[31mb\\u202ec"))
+    a\\x1b[31mb\\u202ec
+    """
+    return _UNPRINTABLE.sub(lambda match: match[0].encode("unicode_escape").decode(), text)
 
 
 @dataclass(frozen=True)
@@ -42,8 +56,15 @@ class Source:
         return self.text[start : end if end >= 0 else len(self.text)].removesuffix("\r")
 
     def excerpt(self, span: Span) -> list[str]:
-        """The source line of ``span`` and a caret line under it, indented by 4."""
+        """The source line of ``span`` and a caret line under it, indented by 4; control
+        characters are shown escaped.
+
+        >>> print("\\n".join(Source("m", "x = \\x1b[2J y").excerpt(Span(9, 10))))
+            x = \\x1b[2J y
+                        ^
+        """
         line, col = self.line_col(span.start)
-        text = self.line_text(line)
+        text = self.line_text(line).replace("\t", " ")
         width = max(1, min(span.end, span.start + len(text) - col + 1) - span.start)
-        return ["    " + text.replace("\t", " "), "    " + " " * (col - 1) + "^" * width]
+        before, marked = printable(text[: col - 1]), printable(text[col - 1 : col - 1 + width])
+        return ["    " + printable(text), "    " + " " * len(before) + "^" * max(1, len(marked))]

@@ -131,7 +131,7 @@ def test_fmt_of_a_bad_file_reports_the_syntax_error() -> None:
 def test_directory_instead_of_model_file() -> None:
     result = spicedsl("check", "examples")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot read model file 'examples'")
+    assert result.stderr.startswith("examples: error: the model file is a folder, not a file")
     assert_no_traceback(result)
 
 
@@ -140,7 +140,7 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     binary.write_bytes(b"model m\n\xff\xfe\n")
     result = spicedsl("check", str(binary))
     assert result.returncode == 1
-    assert f"error: cannot read model file '{binary}'" in result.stderr
+    assert f"{binary}:2: error: the model file is not UTF-8 text" in result.stderr
     assert_no_traceback(result)
 
 

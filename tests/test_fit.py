@@ -14,11 +14,12 @@ import torch
 from spicedsl import api
 from spicedsl.errors import DataError, FitError, SpiceError
 from spicedsl.fitted import fitted_program
-from spicedsl.fitting import FitResult, count_free_parameters, load_weights, select_equations
+from spicedsl.fitting import FitResult, count_free_parameters, select_equations
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.equations import DiscoveredEquation, fit_module
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
+from spicedsl.runtime.weights import load_weights
 from spicedsl.syntax.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent

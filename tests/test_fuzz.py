@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import lark
@@ -225,3 +227,59 @@ def test_deepest_expressions_allowed(expression: str) -> None:
     text = f"model m\nstate x = 0\nlogits = {expression}\n"
     run_front_end(text)
     checked_program(Source("deep.spice", text))
+
+
+CHAIN = 2000
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        " + ".join(["x"] * CHAIN),
+        " - ".join(f"{i % 7} * x / {i + 1}" for i in range(CHAIN)),
+        "(" * DEEP + " + ".join(["x"] * CHAIN) + ")" * DEEP,
+    ],
+    ids=["sum", "sum of products", "inside parentheses"],
+)
+def test_flat_chains_are_not_nesting(expression: str, tmp_path: Path) -> None:
+    """However long, a chain of + and - (or * and /) is one level, in every command."""
+    model = tmp_path / "flat.spice"
+    chain = " + ".join(["c"] * CHAIN)
+    model.write_text(
+        f"model m\nstate x = 0\ncontrol c = data.cue\n"
+        f"module up updates x when {chain} > 0\n    up = x + 1\n"
+        f"module down updates x when {chain} <= 0\n    down = x - 1\n"
+        f"logits = {expression}\n"
+    )
+    for command in ("check", "compile", "fmt"):
+        result = subprocess.run(
+            [sys.executable, "-m", "spicedsl.cli", command, str(model)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (result.returncode, result.stderr) == (0, ""), command
+    formatted = tmp_path / "formatted.spice"
+    formatted.write_text(result.stdout)
+    assert parse(formatted.read_text()) == parse(model.read_text())
+
+
+@pytest.mark.parametrize(
+    "opener",
+    ["(", "- ", "x ^ ", "-(", "exp("],
+    ids=["parentheses", "minus", "power", "both", "calls"],
+)
+def test_deep_nests_are_refused_before_parsing(opener: str) -> None:
+    """A deep nest is refused at the token that goes too deep, by a scan that takes no
+    time even for a file of 1 MB."""
+    start = len("model m\nlogits = ")
+    text = "model m\nlogits = " + opener * 200_000 + "x"
+    with pytest.raises(ModelError) as caught:
+        parse(text)
+    (diagnostic,) = caught.value.diagnostics
+    assert (
+        diagnostic.message
+        == f"this statement nests expressions more than {MAX_NESTING} levels deep"
+    )
+    too_deep = start + len(opener) * MAX_NESTING
+    assert too_deep <= diagnostic.span.start < too_deep + len(opener)

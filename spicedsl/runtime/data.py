@@ -30,13 +30,12 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from spicedsl.errors import DataError
-from spicedsl.files import write_atomic
+from spicedsl.files import DATA_FILE_LIMIT, read_input_text, write_output
 from spicedsl.settings import MAX_ACTIONS
 
 #: Fields of a counterfactual reward column that mean "not observed".
@@ -187,7 +186,7 @@ class Dataset:
         Parameters
         ----------
         path
-            File to write; replaced if it exists.
+            File to write, replaced if it exists; ``-`` writes to stdout.
         sep
             Field separator.
 
@@ -231,7 +230,7 @@ class Dataset:
         writer = csv.writer(text, delimiter=sep, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(zip(*columns, strict=True))
-        write_atomic(path, text.getvalue())
+        write_output(path, text.getvalue())
 
     def _original_units(self, values: np.ndarray) -> np.ndarray:
         """Map stored rewards back to the file's units (exactly at the range's ends)."""
@@ -318,7 +317,7 @@ def load_dataset(
     if n_actions is not None and n_actions < 2:
         raise ValueError(f"n_actions must be at least 2, not {n_actions}")
     shown = os.fspath(path)
-    text = _read_text(Path(path), shown)
+    text = read_input_text(path, "data file", DATA_FILE_LIMIT)
     if not text.strip():
         raise DataError(
             "the file is empty",
@@ -444,27 +443,6 @@ def load_dataset(
         experiment_index=experiment_index,
         experiment_ids=experiment_ids,
     )
-
-
-def _read_text(path: Path, shown: str) -> str:
-    """The file's text, decoded as UTF-8 (a byte-order mark is dropped)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", path=shown) from None
-    except IsADirectoryError:
-        raise DataError("this is a directory, not a data file", path=shown) from None
-    except OSError as exc:
-        raise DataError(f"cannot read the file: {exc.strerror}", path=shown) from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            "the file is not UTF-8 text",
-            path=shown,
-            row=raw.count(b"\n", 0, exc.start) + 1,
-            hint="save the file with UTF-8 encoding",
-        ) from None
 
 
 def _sniff_separator(text: str) -> str:

@@ -16,6 +16,7 @@ value: the table gives each participant theirs. A model names its table with
 from __future__ import annotations
 
 import csv
+import io
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from spicedsl.errors import DataError
+from spicedsl.files import TABLE_FILE_LIMIT, read_input_text
 
 PARTICIPANT_COLUMN = "participant"
 # What to do with participants of the data that the table lacks.
@@ -132,12 +134,10 @@ def read_param_table(path: str | Path, params: Mapping[str, Bounds], model: str)
         number or lies outside the param's bounds; rows are file lines.
     """
     shown = str(path)
+    text = read_input_text(path, "participant table", TABLE_FILE_LIMIT)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except FileNotFoundError:
-        raise DataError("the participant table does not exist", path=shown) from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
         raise DataError(f"cannot read the participant table: {error}", path=shown) from None
     header = [name.strip() for name in rows[0]] if rows else []
     first_column: dict[str, int] = {}

@@ -9,6 +9,22 @@ from spicedsl.runtime.bandit import draw_rewards, drifting_reward_probabilities
 from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.network import BaseRNN
 
+# The most memory a simulation may need, by :func:`simulation_bytes`.
+MAX_SIMULATION_BYTES = 4_000_000_000
+
+
+def simulation_bytes(n_sessions: int, n_trials: int, n_actions: int, n_states: int) -> int:
+    """About how many bytes simulating and writing ``n_sessions`` x ``n_trials`` trials
+    takes: per trial and action, the reward probabilities, rewards, choice probabilities
+    and each state's value (8 bytes each); per trial, the choices, draws and the CSV text
+    with its strings (about 100 bytes per field).
+
+    >>> simulation_bytes(100, 100, 2, 1)
+    6880000
+    """
+    per_trial = n_actions * (3 + n_states) * 8 + 3 * 8 + (4 + n_actions) * 100
+    return n_sessions * n_trials * per_trial
+
 
 def simulate(
     net: BaseRNN,
@@ -83,8 +99,8 @@ def simulate(
 
 def write_latents(path, dataset: Dataset, latents: dict[str, np.ndarray]) -> None:
     """Write the simulation's latents as CSV: one row per trial, one column per
-    action of the choice probabilities and of every state."""
-    from spicedsl.files import write_atomic
+    action of the choice probabilities and of every state (``path`` ``-``: to stdout)."""
+    from spicedsl.files import write_output
 
     n_sessions, n_trials, n_actions = latents["probabilities"].shape
     names = [
@@ -95,4 +111,4 @@ def write_latents(path, dataset: Dataset, latents: dict[str, np.ndarray]) -> Non
         for t in range(n_trials):
             values = (f"{latents[key][s, t, a]:.9g}" for key in latents for a in range(n_actions))
             lines.append(",".join([dataset.session_ids[s], str(t + 1), *values]))
-    write_atomic(path, "\n".join(lines) + "\n")
+    write_output(path, "\n".join(lines) + "\n")

@@ -407,8 +407,11 @@ class _Checker:
                     )
 
     def check_embedding(self, embedding: ast.EmbeddingDecl) -> None:
+        largest = OPTIONS["hidden_size"].maximum
         if embedding.size < 1:
             self.error("the embedding size must be at least 1", embedding.span)
+        elif embedding.size > largest:
+            self.error(f"the embedding size must be at most {largest:g}", embedding.span)
         if embedding.dropout is not None and not 0 <= embedding.dropout.value < 1:
             self.error("dropout must be in [0, 1)", embedding.dropout.span)
         for name in embedding.targets:
@@ -584,14 +587,19 @@ def _constant_value(expr: ast.Expr) -> float | None:
         if function is None or len(args) != function.arity or None in args:
             return None
         return _finite(expr, function.evaluate, args)
-    left, right = _constant_value(expr.left), _constant_value(expr.right)
-    if expr.op == "/" and right == 0:
-        raise _NoValueError(expr, "divides by zero")
-    if expr.op == "^" and right is not None and abs(right) > MAX_EXPONENT:
-        raise _NoValueError(expr, f"has an exponent beyond {MAX_EXPONENT:g}")
-    if left is None or right is None:
-        return None
-    return _finite(expr, _ARITHMETIC[expr.op], [left, right])
+    first, links = ast.chain(expr)
+    value = _constant_value(first)
+    for link in links:
+        right = _constant_value(link.right)
+        if link.op == "/" and right == 0:
+            raise _NoValueError(link, "divides by zero")
+        if link.op == "^" and right is not None and abs(right) > MAX_EXPONENT:
+            raise _NoValueError(link, f"has an exponent beyond {MAX_EXPONENT:g}")
+        if value is not None and right is not None:
+            value = _finite(link, _ARITHMETIC[link.op], [value, right])
+        else:
+            value = None
+    return value
 
 
 def _finite(node: ast.Expr, function, args: list[float]) -> float:

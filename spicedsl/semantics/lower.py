@@ -7,6 +7,8 @@ symbols.
 
 from __future__ import annotations
 
+import operator
+
 import sympy
 
 from spicedsl import ir
@@ -48,17 +50,21 @@ def to_sympy(expr: ast.Expr) -> sympy.Expr:
         spelling = FUNCTIONS[expr.func.id].sympy
         function = getattr(sympy_functions, spelling, None) or getattr(sympy, spelling)
         return function(*(to_sympy(arg) for arg in expr.args))
-    left, right = to_sympy(expr.left), to_sympy(expr.right)
-    if expr.op == "+":
-        return left + right
-    if expr.op == "-":
-        return left - right
-    if expr.op == "*":
-        return left * right
-    if expr.op == "/":
-        return left / right
+    first, links = ast.chain(expr)
+    value = to_sympy(first)
+    for link in links:
+        value = _SYMPY_OPERATIONS[link.op](value, to_sympy(link.right))
+    return value
+
+
+_SYMPY_OPERATIONS = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
     # Unevaluated, so that a constant power such as (2 * x) ^ 1e14 is not expanded.
-    return sympy.Pow(left, right, evaluate=False)
+    "^": lambda base, exponent: sympy.Pow(base, exponent, evaluate=False),
+}
 
 
 def lower(program: ast.Program, source: Source) -> ir.Model:

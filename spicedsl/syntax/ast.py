@@ -56,6 +56,24 @@ class BinOp:
     right: Expr
     span: Span = _span()
 
+    # Compared and hashed along its chain (see :func:`chain`), without recursion there.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BinOp):
+            return NotImplemented
+        first, links = chain(self)
+        other_first, other_links = chain(other)
+        return (
+            len(links) == len(other_links)
+            and all(
+                a.op == b.op and a.right == b.right for a, b in zip(links, other_links, strict=True)
+            )
+            and first == other_first
+        )
+
+    def __hash__(self) -> int:
+        first, links = chain(self)
+        return hash((first, tuple((link.op, link.right) for link in links)))
+
 
 @dataclass(frozen=True)
 class Neg:
@@ -66,21 +84,56 @@ class Neg:
 Expr = Number | Name | Column | Call | BinOp | Neg
 
 
+def chain(expr: BinOp) -> tuple[Expr, list[BinOp]]:
+    """``expr`` as its first operand and the operations that follow it: a chain of ``+``
+    and ``-`` (or of ``*`` and ``/``) is unrolled, so that walking it needs no recursion
+    however long it is. A power is a chain of one operation.
+
+    >>> first, links = chain(BinOp("-", BinOp("+", Name("a"), Name("b")), Name("c")))
+    >>> first, [(link.op, link.right) for link in links]
+    (Name(id='a'), [('+', Name(id='b')), ('-', Name(id='c'))])
+    """
+    links = [expr]
+    while expr.op != "^" and _chained(expr.left, expr.op):
+        expr = expr.left
+        links.append(expr)
+    return expr.left, links[::-1]
+
+
+def _chained(expr: Expr, op: str) -> bool:
+    return isinstance(expr, BinOp) and _CHAIN_GROUPS.get(expr.op, expr.op) == _CHAIN_GROUPS[op]
+
+
+_CHAIN_GROUPS = {"+": "+", "-": "+", "*": "*", "/": "*", "^": "^"}
+
+
+def subexpressions(expr: Expr) -> list[Expr]:
+    """``expr`` and every expression in it, outermost first, in reading order; walked
+    without recursion. Function names are not expressions.
+
+    >>> [type(e).__name__ for e in subexpressions(BinOp("+", Name("a"), Neg(Number(1.0))))]
+    ['BinOp', 'Name', 'Neg', 'Number']
+    """
+    found, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if isinstance(node, BinOp):
+            stack += (node.right, node.left)
+        elif isinstance(node, Neg):
+            stack.append(node.operand)
+        elif isinstance(node, Call):
+            stack += reversed(node.args)
+    return found
+
+
 def names_in(expr: Expr) -> list[Name]:
     """Every variable reference in ``expr``, in reading order (function names excluded).
 
     >>> [n.id for n in names_in(BinOp("+", Name("a"), Call(Name("exp"), (Name("b"),))))]
     ['a', 'b']
     """
-    if isinstance(expr, Name):
-        return [expr]
-    if isinstance(expr, Call):
-        return [name for arg in expr.args for name in names_in(arg)]
-    if isinstance(expr, BinOp):
-        return names_in(expr.left) + names_in(expr.right)
-    if isinstance(expr, Neg):
-        return names_in(expr.operand)
-    return []
+    return [node for node in subexpressions(expr) if isinstance(node, Name)]
 
 
 def columns_in(expr: Expr) -> list[Column]:
@@ -89,39 +142,17 @@ def columns_in(expr: Expr) -> list[Column]:
     >>> [c.name.id for c in columns_in(BinOp("/", Column(Name("gain")), Name("x")))]
     ['gain']
     """
-    if isinstance(expr, Column):
-        return [expr]
-    if isinstance(expr, Call):
-        return [column for arg in expr.args for column in columns_in(arg)]
-    if isinstance(expr, BinOp):
-        return columns_in(expr.left) + columns_in(expr.right)
-    if isinstance(expr, Neg):
-        return columns_in(expr.operand)
-    return []
+    return [node for node in subexpressions(expr) if isinstance(node, Column)]
 
 
 def numbers_in(expr: Expr) -> list[Number]:
     """Every number literal in ``expr``."""
-    if isinstance(expr, Number):
-        return [expr]
-    if isinstance(expr, Call):
-        return [num for arg in expr.args for num in numbers_in(arg)]
-    if isinstance(expr, BinOp):
-        return numbers_in(expr.left) + numbers_in(expr.right)
-    if isinstance(expr, Neg):
-        return numbers_in(expr.operand)
-    return []
+    return [node for node in subexpressions(expr) if isinstance(node, Number)]
 
 
 def calls_in(expr: Expr) -> list[Call]:
     """Every function call in ``expr``, outermost first."""
-    if isinstance(expr, Call):
-        return [expr] + [call for arg in expr.args for call in calls_in(arg)]
-    if isinstance(expr, BinOp):
-        return calls_in(expr.left) + calls_in(expr.right)
-    if isinstance(expr, Neg):
-        return calls_in(expr.operand)
-    return []
+    return [node for node in subexpressions(expr) if isinstance(node, Call)]
 
 
 # -- statements --------------------------------------------------------------------------

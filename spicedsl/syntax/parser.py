@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
 from lark.lark import PostLex
 
 from spicedsl.errors import Diagnostic, ModelError, did_you_mean
@@ -46,8 +46,16 @@ _STATEMENT_START = re.compile(
 )
 
 # Deeper expressions are refused: the compiler walks trees recursively, and Python's
-# stack holds about a thousand frames.
+# stack holds about a thousand frames. Parentheses, calls, unary minus and powers nest;
+# a chain of + and - (or of * and /) is one level however long, as the compiler walks
+# it in a loop.
 MAX_NESTING = 200
+# Left-associative operators of one precedence, which chain without nesting.
+_CHAINS = ({"add", "sub"}, {"mul", "div"})
+# The tokens that :func:`_too_deep` tells apart (comments and descriptions are skipped).
+_TOKEN = re.compile(r'#[^\n]*|"[^"\n]*"|[A-Za-z0-9_.]+|[<>=!]=?|[-+*/^(),]')
+_OPERAND = re.compile(r"[A-Za-z0-9_.)]")
+_ENDS_LEVELS = {"+", "-", "*", "/", ","}
 
 # How the parser's terminals read in an error message.
 _TERMINAL_WORDS = {
@@ -122,6 +130,10 @@ def parse(text: str, name: str = "<model>") -> ast.Program:
     comments: list[ast.Comment] = []
     diagnostics: list[Diagnostic] = []
     for start, end in _statement_chunks(text):
+        too_deep = _too_deep(text, start, end)
+        if too_deep is not None:
+            diagnostics.append(too_deep)
+            continue
         _lexed.clear()
         tree, syntax_error = None, None
         try:
@@ -148,7 +160,7 @@ def _build(tree: lark.Tree, offset: int, diagnostics: list[Diagnostic]) -> list[
     """The AST of each statement in a parse tree; problems are added to ``diagnostics``."""
     built = []
     for statement in tree.children:
-        if _depth(statement) > MAX_NESTING:
+        if _nesting(statement) > MAX_NESTING:
             span = Span(offset + statement.meta.start_pos, offset + statement.meta.end_pos)
             message = f"this statement nests expressions more than {MAX_NESTING} levels deep"
             diagnostics.append(Diagnostic(message, span))
@@ -162,17 +174,61 @@ def _build(tree: lark.Tree, offset: int, diagnostics: list[Diagnostic]) -> list[
     return built
 
 
-def _depth(tree: lark.Tree) -> int:
-    """The number of levels of ``tree``, counted without recursion.
+def _too_deep(text: str, start: int, end: int) -> Diagnostic | None:
+    """A diagnostic at the first token of ``text[start:end]`` that nests deeper than
+    :data:`MAX_NESTING`, found by a scan of the tokens before parsing, so that refusing
+    a deep nest takes no time.
 
-    >>> _depth(_lark().parse("logits = -(-(1 + x))"))
-    6
+    Parentheses, unary minus and ``^`` open a level; a parenthesis right after unary
+    minus or ``^`` is that operator's own level. Other operators and commas end the
+    levels opened since the enclosing parenthesis. The parse tree is measured again
+    after parsing (:func:`_nesting`).
+
+    >>> _too_deep("logits = " + "-(" * 300 + "x", 0, 609).message
+    'this statement nests expressions more than 200 levels deep'
+    >>> _too_deep("logits = " + " + ".join(["-x ^ (1 + 2)"] * 300), 0, 4500) is None
+    True
+    """
+    depth = 0
+    groups: list[tuple[int, int]] = []  # per open parenthesis: depth outside, depth inside
+    previous = "="
+    for match in _TOKEN.finditer(text, start, end):
+        token = match[0]
+        if token[0] in '#"':
+            continue
+        if token == "(":
+            opened = previous not in ("-unary", "^")
+            groups.append((depth, depth + opened))
+            depth += opened
+        elif token == ")":
+            depth = groups.pop()[0] if groups else 0
+        elif token == "^" or (token == "-" and not _OPERAND.match(previous)):
+            depth += 1
+            token = "-unary" if token == "-" else token
+        elif token in _ENDS_LEVELS:
+            depth = groups[-1][1] if groups else 0
+        if depth > MAX_NESTING:
+            message = f"this statement nests expressions more than {MAX_NESTING} levels deep"
+            return Diagnostic(message, Span(match.start(), match.end()))
+        previous = token
+    return None
+
+
+def _nesting(tree: lark.Tree) -> int:
+    """The number of levels of ``tree``, counted without recursion; the left operand of
+    a chain of operators of one precedence is on the chain's level.
+
+    >>> [_nesting(_lark().parse(f"logits = {e}")) for e in ("-(-(1 + x))", "1 + x", "1 + x - x")]
+    [6, 4, 4]
     """
     deepest, stack = 0, [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
+        for index, child in enumerate(node.children):
+            if isinstance(child, lark.Tree):
+                chained = index == 0 and any({node.data, child.data} <= c for c in _CHAINS)
+                stack.append((child, depth if chained else depth + 1))
     return deepest
 
 
@@ -261,8 +317,9 @@ class _LearnOption(NamedTuple):
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """Parse tree -> AST nodes, with spans shifted to offsets in the whole file."""
+class _ToAst(lark.visitors.Transformer_NonRecursive):
+    """Parse tree -> AST nodes, with spans shifted to offsets in the whole file; without
+    recursion, so that a long chain of operators does not overflow Python's stack."""
 
     def __init__(self, offset: int) -> None:
         super().__init__()
