@@ -122,7 +122,6 @@ def evaluate(
     Participants of the data that the model's participant table lacks are an error, or
     with ``unknown_participants="mean"`` get the table's mean values.
     """
-    from spicedsl.fitting import count_free_parameters
     from spicedsl.runtime.batch import make_batch
     from spicedsl.runtime.metrics import choice_metrics, participant_nll
     from spicedsl.runtime.param_table import model_values
@@ -135,7 +134,7 @@ def evaluate(
     ids = data.participant_ids
     net = generative_network(model_ir, n_actions, len(ids), None, values)
     batch = make_batch(data, n_actions)
-    metrics = choice_metrics(net, batch, count_free_parameters(model_ir, values))
+    metrics = choice_metrics(net, batch, model_ir.n_free_parameters(values))
     if len(ids) > 1:
         nll, n_trials = participant_nll(net, batch, len(ids))
         metrics["participants"] = {

@@ -433,7 +433,10 @@ def _fit(args: argparse.Namespace) -> int:
     if result.log.stopped == "interrupted":
         print("training was interrupted; the results use the best network so far", file=sys.stderr)
     if args.output:
-        out = result.save(args.output, overwrite=True, dataset=data)
+        from spicedsl.report import write_report
+
+        out = result.save(args.output, overwrite=True)
+        write_report(result, data, out / "report.html")
         table = f", {TABLE_FILE}" if result.participant_table else ""
         print(
             printable(f"wrote {out}: fitted.spice{table}, report.json, report.html, network.npz"),

@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from spicedsl.printer import format_expr, polynomial
-from spicedsl.runtime.equations import DiscoveredEquation
 from spicedsl.semantics.functions import output_range
 from spicedsl.source import Span
 from spicedsl.syntax import ast
+
+if TYPE_CHECKING:
+    from spicedsl.discovery.equation import DiscoveredEquation
 
 
 def round_significant(value: float, digits: int) -> float:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +18,20 @@ import torch
 
 from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
+from spicedsl.discovery import discover_equations
+from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
-from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, refit_program
+from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns
 from spicedsl.frontend import checked_program, load_ir, read_source
+from spicedsl.mathtext import equations_latex
 from spicedsl.printer import format_program
 from spicedsl.runtime.batch import Batch, make_batch
 from spicedsl.runtime.data import Dataset
-from spicedsl.runtime.equations import (
-    DiscoveredEquation,
-    fit_module,
-    fit_participants,
-    offpolicy_batch,
-    record_modules,
-)
-from spicedsl.runtime.metrics import chance_nll, choice_metrics, participant_nll
+from spicedsl.runtime.metrics import chance_nll, choice_metrics
 from spicedsl.runtime.network import BaseRNN
 from spicedsl.runtime.param_table import format_param_table, model_values
-from spicedsl.runtime.train import TrainingLog, refit_params, train_network
+from spicedsl.runtime.train import TrainingLog, train_network
 from spicedsl.runtime.weights import load_weights, save_weights
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import OPTIONS, FitSettings
@@ -153,10 +148,10 @@ class FitResult:
             },
         }
 
-    def save(self, outdir: str | Path, overwrite: bool = False, dataset=None) -> Path:
+    def save(self, outdir: str | Path, overwrite: bool = False) -> Path:
         """Write ``fitted.spice`` (and its participant table, ``fitted_participants.csv``,
-        if it names one), ``report.json`` and ``network.npz`` into ``outdir``, and
-        ``report.html`` when the fitted ``dataset`` is given (its sessions are drawn)."""
+        if it names one), ``report.json`` and ``network.npz`` into ``outdir``
+        (:func:`spicedsl.report.write_report` adds ``report.html``)."""
         out = new_output_dir(outdir, overwrite)
         if self.participant_table:
             table = format_param_table(self.participant_ids, self.participant_table)
@@ -164,39 +159,15 @@ class FitResult:
         write_atomic(out / "fitted.spice", self.fitted_text)
         write_atomic(out / "report.json", json.dumps(self.report(), indent=1) + "\n")
         save_weights(self.network, out / "network.npz")
-        if dataset is not None:
-            from spicedsl.report import write_report
-
-            write_report(self, dataset, out / "report.html")
         return out
 
     def _repr_latex_(self) -> str:
         """The discovered equations as LaTeX, for notebooks."""
-        from spicedsl.report import equations_latex
-
         return equations_latex(self)
 
 
 # A float64 has 15 to 17 significant digits; more would print noise.
 MAX_DIGITS = 17
-
-# Refit coefficients or params beyond this size mean the refit diverged.
-MAX_COEFFICIENT = 1e4
-
-
-@dataclass(frozen=True)
-class Refit:
-    """An equation model with its coefficients and params refit to the choices."""
-
-    equations: dict[str, DiscoveredEquation]
-    params: dict[str, float]  # per-participant ones: the mean over participants
-    participant_params: dict[str, list[float]]  # per-participant params, by participant
-    bic: float
-    # Per term of a per-participant equation, the participants without it (coefficient 0).
-    absent: dict[Term, np.ndarray] = field(default_factory=dict)
-    # Each participant's summed NLL of the training choices, and their number of choices.
-    participant_nll: tuple[np.ndarray, np.ndarray] | None = None
-
 
 # A network whose best loss is within this many nats of chance has learnt nothing.
 CHANCE_MARGIN = 1e-3
@@ -400,10 +371,7 @@ def fit(
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    candidates = equation_candidates(net, model_ir, fit_settings, rng, n_participants)
-    refitter = _Refitter(program, source, net, model_ir, train, table)
-    chosen = select_equations(candidates, lambda equations: refitter.refit(equations).bic)
-    final = refitter.drop_participant_terms(refitter.refit(chosen))
+    final = discover_equations(net, program, source, model_ir, train, table, fit_settings, rng)
     discovered, params = final.equations, final.params
     columns = labels = None
     if n_participants > 1 and (
@@ -424,7 +392,7 @@ def fit(
     metrics = {
         "network": {k: choice_metrics(net, b, n_weights) for k, b in splits.items()},
         "equations": {
-            k: choice_metrics(equation_net, b, count_free_parameters(fitted_ir, columns))
+            k: choice_metrics(equation_net, b, fitted_ir.n_free_parameters(columns))
             for k, b in splits.items()
         },
     }
@@ -461,393 +429,6 @@ def fit(
         },
         timings=timings,
     )
-
-
-Term = tuple[str, tuple[tuple[str, int], ...]]  # (module, powers): a term of an equation
-
-
-class _Refitter:
-    """Refits the coefficients and params of equation models to the training choices.
-
-    Each combination of candidate equations is refit once (coordinate descent scores the
-    current choice again for every module, and the winner is needed once more).
-    """
-
-    def __init__(self, program, source, net: BaseRNN, model: ir.Model, train: Batch, table):
-        self.program, self.source, self.train, self.table = program, source, train, table
-        self.n_actions, self.n_participants = net.n_actions, net.n_participants
-        self.network_values = learned_param_values(net, model)
-        self.network_params = {name: float(np.mean(v)) for name, v in self.network_values.items()}
-        self.network_participant_params = {
-            p.name: [float(x) for x in self.network_values[p.name]]
-            for p in model.params
-            if p.per_participant and not p.fixed
-        }
-        self.thresholds = {name: spec.threshold for name, spec in net.module_specs.items()}
-        self.done: dict[tuple, Refit] = {}
-
-    def refit(
-        self, equations: dict[str, DiscoveredEquation], absent: dict[Term, np.ndarray] | None = None
-    ) -> Refit:
-        """Refit every coefficient and param of the equation model to the training choices.
-
-        ``absent`` marks, per term of a per-participant equation, the participants who
-        lack it: their coefficient is held at 0. Per-participant coefficients that end
-        below their module's threshold join them, and the rest are refit once more.
-        """
-        absent = absent or {}
-        key = (
-            tuple((name, eq.terms) for name, eq in sorted(equations.items())),
-            tuple((term, mask.tobytes()) for term, mask in sorted(absent.items())),
-        )
-        if key not in self.done:
-            self.done[key] = self._refit(equations, absent)
-        return self.done[key]
-
-    def _refit(
-        self, equations: dict[str, DiscoveredEquation], absent: dict[Term, np.ndarray]
-    ) -> Refit:
-        refit_ast, coefficient_params = refit_program(self.program, equations, self.network_params)
-        refit_ir = lower(refit_ast, self.source)
-        net = network_class(refit_ir)(self.n_actions, self.n_participants)
-        per_participant = {
-            param: (module, equations[module].terms[index][1])
-            for param, (module, index) in coefficient_params.items()
-            if equations[module].per_participant is not None
-        }
-        starts = {
-            p.name: self.network_values[p.name]
-            for p in refit_ir.params
-            if p.per_participant and p.name in self.network_values
-        }
-        for param, term in per_participant.items():
-            module, index = coefficient_params[param]
-            column = np.array([row[index] for row in equations[module].per_participant])
-            starts[param] = np.where(absent.get(term, False), 0.0, column)
-        net.set_participant_values(starts, learnable=True)
-        net.set_participant_values(self.table)
-        held = {
-            p: absent.get(term, np.zeros(self.n_participants, bool))
-            for p, term in per_participant.items()
-        }
-        values = self._fit(net, refit_ir, held)
-        if _diverged(values):
-            return self.diverged(equations)
-        small = {
-            p: (np.abs(values[p]) < self.thresholds[t[0]]) | held[p]
-            for p, t in per_participant.items()
-        }
-        if any((small[p] != held[p]).any() for p in held):
-            net.set_participant_values(
-                {p: np.where(small[p], 0.0, values[p]) for p in held}, learnable=True
-            )
-            held = small
-            values = self._fit(net, refit_ir, held)
-            if _diverged(values):
-                return self.diverged(equations)
-        refitted = {
-            name: _with_coefficients(name, eq, coefficient_params, values)
-            for name, eq in equations.items()
-        }
-        nll, n_trials = participant_nll(net, self.train, self.n_participants)
-        bic = 2 * nll.sum() + _penalty(values, self.table, n_trials)
-        shared = [
-            abs(c) < self.thresholds[name]
-            for name, eq in refitted.items()
-            if eq.per_participant is None
-            for c, _ in eq.terms
-        ]
-        if any(shared) or any(mask.all() for mask in held.values()):
-            bic = math.inf  # a term too small to keep: a sparser candidate says the same
-        per_participant_params = {p.name for p in refit_ir.params if p.per_participant}
-        return Refit(
-            refitted,
-            {n: float(np.mean(v)) for n, v in values.items() if n not in coefficient_params},
-            {
-                n: [float(x) for x in v]
-                for n, v in values.items()
-                if n in per_participant_params and n not in coefficient_params
-            },
-            bic,
-            {per_participant[p]: mask for p, mask in held.items() if mask.any()},
-            (nll, n_trials),
-        )
-
-    def diverged(self, equations: dict[str, DiscoveredEquation]) -> Refit:
-        """The candidate as the network gave it, out of the running: its refit left the
-        stable region."""
-        return Refit(equations, self.network_params, self.network_participant_params, math.inf)
-
-    def _fit(self, net: BaseRNN, model: ir.Model, held: dict[str, np.ndarray]):
-        """The refit values of every learnable param; infinite where the refit diverged."""
-        nll = refit_params(net, self.train, held={p: torch.as_tensor(m) for p, m in held.items()})
-        values = learned_param_values(net, model)
-        if not math.isfinite(nll):
-            return {name: np.full_like(v, np.inf) for name, v in values.items()}
-        return values
-
-    def drop_participant_terms(self, final: Refit) -> Refit:
-        """``final`` without the terms of per-participant equations that do not pay for
-        themselves in a participant's own choices.
-
-        Each term is held at 0 for everyone in turn (one refit each, over all participants
-        at once); a participant loses the term when that raises their summed NLL by less
-        than ``ln(n) / 2`` for their ``n`` training trials, as their own BIC would have it.
-        A term nobody keeps leaves the equation.
-        """
-        if final.participant_nll is None:  # the refit diverged
-            return final
-        terms = [
-            (name, powers)
-            for name, eq in final.equations.items()
-            if eq.per_participant is not None
-            for _, powers in eq.terms
-        ]
-        if not terms:
-            return final
-        nll, n_trials = final.participant_nll
-        penalty = 0.5 * np.log(np.maximum(n_trials, 1))
-        everyone = np.ones(self.n_participants, dtype=bool)
-        absent = dict(final.absent)
-        for term in terms:
-            without = self.refit(final.equations, {**final.absent, term: everyone})
-            if without.participant_nll is None:
-                continue
-            gain = without.participant_nll[0] - nll
-            absent[term] = absent.get(term, ~everyone) | (gain < penalty)
-        equations = {
-            name: _without_terms(
-                eq, {p for (m, p), mask in absent.items() if m == name and mask.all()}
-            )
-            for name, eq in final.equations.items()
-        }
-        kept = {t: mask for t, mask in absent.items() if not mask.all()}
-        dropped = self.refit(equations, kept)
-        return dropped if dropped.bic < math.inf else final
-
-
-def equation_candidates(
-    net: BaseRNN,
-    model: ir.Model,
-    settings: FitSettings,
-    rng: np.random.Generator,
-    n_participants: int = 1,
-) -> dict[str, list[DiscoveredEquation]]:
-    """Candidate sparse equations of each learnable module, from off-policy sessions.
-
-    A module that reads the participant embedding (when there are several participants)
-    also gets the structures found in each participant's samples alone, and every
-    candidate comes with each participant's own coefficients.
-    """
-    if not model.learned_modules:
-        return {}
-    participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
-    batch: Batch = offpolicy_batch(
-        net.n_actions,
-        len(participants),
-        settings.sindy_trials,
-        settings.sindy_repeat,
-        rng,
-        participants,
-    )
-    recordings = record_modules(net, batch)
-    candidates = {}
-    for module in model.learned_modules:
-        spec, samples = net.module_specs[module.name], recordings[module.name]
-        found = fit_module(
-            module.name, spec, samples["before"], samples["after"], samples["inputs"]
-        )
-        if module.embedded and n_participants > 1:
-            # Each participant's own sparse equations add their structures; every
-            # structure is then fitted to each participant.
-            for index in range(n_participants):
-                mine = samples["participant"] == index
-                if mine.any():
-                    found += fit_module(
-                        module.name,
-                        spec,
-                        samples["before"][mine],
-                        samples["after"][mine],
-                        samples["inputs"][mine],
-                        subsets_per_size=1,
-                    )
-            structures = {tuple(p for _, p in eq.terms): eq for eq in reversed(found)}
-            found = [
-                fit_participants(
-                    equation,
-                    spec,
-                    samples["before"],
-                    samples["after"],
-                    samples["inputs"],
-                    samples["participant"],
-                    n_participants,
-                )
-                for equation in reversed(structures.values())
-            ]
-        candidates[module.name] = found
-    return candidates
-
-
-def select_equations(
-    candidates: dict[str, list[DiscoveredEquation]],
-    score: Callable[[dict[str, DiscoveredEquation]], float],
-) -> dict[str, DiscoveredEquation]:
-    """One equation per module, by coordinate descent on ``score`` (lower is better; ties
-    keep the earlier candidate).
-
-    Starts from each module's first candidate; then, module by module, keeps the
-    candidate whose equation model scores best with the other modules' choices fixed,
-    and sweeps over the modules again while a choice changes (at most ``MAX_SWEEPS``
-    times): a module's best equation can depend on what the others do. With the BIC of
-    the choices as score, a term stays only if it pays for itself in predicted choices,
-    not just in fitting the network.
-
-    The start is the first combination, in order of the candidates' summed ranks, that
-    can be scored (a finite score; at most ``MAX_STARTS`` are tried): from a start whose
-    refit diverges, every single change may diverge too, and the descent would be stuck.
-    """
-    chosen = _scorable_start(candidates, score)
-    for _ in range(MAX_SWEEPS):
-        before = dict(chosen)
-        for name, options in candidates.items():
-            scores = [score({**chosen, name: option}) for option in options]
-            chosen[name] = options[int(np.argmin(scores))]
-        if chosen == before:
-            break
-    return chosen
-
-
-MAX_SWEEPS = 3
-MAX_STARTS = 30
-
-
-def _scorable_start(
-    candidates: dict[str, list[DiscoveredEquation]],
-    score: Callable[[dict[str, DiscoveredEquation]], float],
-) -> dict[str, DiscoveredEquation]:
-    """The first combination of candidates with a finite score, best-ranked first."""
-    names = list(candidates)
-    first = {name: options[0] for name, options in candidates.items()}
-    ranks = _by_rank_sum([len(candidates[name]) for name in names])
-    for combination in itertools.islice(ranks, MAX_STARTS):
-        start = {name: candidates[name][i] for name, i in zip(names, combination, strict=True)}
-        if math.isfinite(score(start)):
-            return start
-    return first
-
-
-def _by_rank_sum(sizes: list[int]) -> Iterator[tuple[int, ...]]:
-    """Index combinations for lists of ``sizes``, by increasing sum of the indices.
-
-    >>> list(_by_rank_sum([2, 3]))
-    [(0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (1, 2)]
-    """
-
-    def with_sum(sizes: list[int], total: int) -> Iterator[tuple[int, ...]]:
-        if not sizes:
-            if total == 0:
-                yield ()
-            return
-        for first in range(min(sizes[0] - 1, total) + 1):
-            for rest in with_sum(sizes[1:], total - first):
-                yield (first, *rest)
-
-    for total in range(sum(size - 1 for size in sizes) + 1):
-        yield from with_sum(sizes, total)
-
-
-def equation_expr(equation: DiscoveredEquation) -> sympy.Expr:
-    """The sympy form of a discovered equation."""
-    return sympy.Add(
-        *(
-            sympy.Float(c) * sympy.Mul(*(ir.symbol(n) ** p for n, p in powers))
-            for c, powers in equation.terms
-        )
-    )
-
-
-def learned_param_values(net: BaseRNN, model: ir.Model) -> dict[str, np.ndarray]:
-    """The trained values of every learnable param: one value, or one per participant for
-    a param per participant or fed the participant embedding."""
-    net.eval()
-    with torch.no_grad(), net.running(torch.arange(net.n_participants, device=net.device)):
-        return {
-            p.name: net.param(p.name).reshape(-1).double().cpu().numpy()
-            for p in model.params
-            if not p.fixed
-        }
-
-
-def _diverged(values: dict[str, np.ndarray]) -> bool:
-    """True when a refit value is not finite or beyond ``MAX_COEFFICIENT``."""
-    return not all(np.abs(v).max() < MAX_COEFFICIENT for v in values.values())
-
-
-def _penalty(values: dict[str, np.ndarray], table, n_trials: np.ndarray) -> float:
-    """The BIC's penalty for the free values: ``ln(n)`` for a shared one, with ``n`` the
-    number of predicted choices, and ``ln(n_p)`` for participant ``p``'s own non-zero
-    value of a per-participant one, with ``n_p`` their number of choices (their own BIC's
-    penalty: only their choices inform it). Values from a participant table are given."""
-    per_choice = np.log(np.maximum(n_trials, 1))
-    penalty = 0.0
-    for name, value in values.items():
-        if name in table:
-            continue
-        if len(value) > 1:
-            penalty += float(per_choice[value != 0].sum())
-        else:
-            penalty += math.log(max(int(n_trials.sum()), 1))
-    return penalty
-
-
-def _without_terms(equation: DiscoveredEquation, dropped: set) -> DiscoveredEquation:
-    """``equation`` without the terms whose powers are in ``dropped``."""
-    keep = [i for i, (_, powers) in enumerate(equation.terms) if powers not in dropped]
-    rows = equation.per_participant
-    return replace(
-        equation,
-        terms=tuple(equation.terms[i] for i in keep),
-        per_participant=tuple(tuple(row[i] for i in keep) for row in rows) if rows else None,
-    )
-
-
-def _with_coefficients(
-    module: str,
-    equation: DiscoveredEquation,
-    coefficient_params: dict[str, tuple[str, int]],
-    values: dict[str, np.ndarray],
-) -> DiscoveredEquation:
-    """``equation`` with the refit values of its coefficient params."""
-    terms = list(equation.terms)
-    rows = [list(row) for row in equation.per_participant or ()]
-    for param, (owner, index) in coefficient_params.items():
-        if owner != module:
-            continue
-        value = values[param]
-        terms[index] = (float(np.mean(value)), terms[index][1])
-        for row, own in zip(rows, value, strict=True) if rows else ():
-            row[index] = float(own)
-    per_participant = tuple(tuple(row) for row in rows) if rows else None
-    return replace(equation, terms=tuple(terms), per_participant=per_participant)
-
-
-def count_free_parameters(
-    model: ir.Model, participant_values: dict[str, list[float]] | None = None
-) -> int:
-    """Every param, plus every non-integer number written in the module equations.
-
-    This is the count behind AIC and BIC for a fully specified model: a fitted model's
-    discovered coefficients are such numbers, while integers (as in ``1 - x``) are
-    structure. A number counts once as written, as a param holding it would. A param
-    with a value per participant in ``participant_values`` counts once for each
-    participant whose value is not 0 (a term absent for them).
-    """
-    given = participant_values or {}
-    params = sum(
-        sum(1 for v in given[p.name] if v != 0) if p.name in given else 1 for p in model.params
-    )
-    numbers = sum(m.n_constants for m in model.modules if isinstance(m, ir.EquationModule))
-    return params + numbers
 
 
 def _check_actions(model: ir.Model, data: Dataset) -> int:

@@ -206,6 +206,22 @@ class Model:
         given = set(self.table_params) if self.participant_table else set()
         return not self.learned_modules and all(p.fixed or p in given for p in self.params)
 
+    def n_free_parameters(self, participant_values: dict[str, list[float]] | None = None) -> int:
+        """Every param, plus every non-integer number written in the module equations.
+
+        This is the count behind AIC and BIC for a fully specified model: a fitted model's
+        discovered coefficients are such numbers, while integers (as in ``1 - x``) are
+        structure. A number counts once as written, as a param holding it would. A param
+        with a value per participant in ``participant_values`` counts once for each
+        participant whose value is not 0 (a term absent for them).
+        """
+        given = participant_values or {}
+        params = sum(
+            sum(1 for v in given[p.name] if v != 0) if p.name in given else 1 for p in self.params
+        )
+        numbers = sum(m.n_constants for m in self.modules if isinstance(m, EquationModule))
+        return params + numbers
+
     def binary_inputs(self, module: LearnedModule) -> tuple[str, ...]:
         """Inputs of ``module`` that only take the values 0 and 1 whatever the data."""
         controls = {c.name: c for c in self.controls}

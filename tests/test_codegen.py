@@ -23,10 +23,10 @@ from spicedsl import __version__
 from spicedsl.api import compile_model, load_model
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.codegen.torch_printer import local_names
+from spicedsl.discovery.candidates import record_modules
 from spicedsl.frontend import load_ir
 from spicedsl.runtime.batch import IGNORE, Batch, make_batch
 from spicedsl.runtime.data import Dataset
-from spicedsl.runtime.equations import record_modules
 from spicedsl.semantics import sympy_functions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from spicedsl import api
+from spicedsl.discovery.candidates import fit_module
+from spicedsl.discovery.equation import DiscoveredEquation
+from spicedsl.discovery.selection import select_equations
 from spicedsl.errors import DataError, FitError, SpiceError
 from spicedsl.fitted import fitted_program
-from spicedsl.fitting import FitResult, count_free_parameters, select_equations
+from spicedsl.fitting import FitResult
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.printer import format_program
-from spicedsl.runtime.equations import DiscoveredEquation, fit_module
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
 from spicedsl.runtime.weights import load_weights
 from spicedsl.syntax.parser import parse
@@ -125,9 +127,9 @@ def test_a_number_counts_once_as_written_like_a_param_holding_it():
     written = "model m\nstate x = 0\ncontrol c = data.reward\nparam b = 3\nlogits = b * x\n"
     written += "module u updates x when chosen\n    u = x + 0.3 * (c - x)\n"
     named = written.replace("x + 0.3 * (c - x)", "x + alpha * (c - x)") + "param alpha = 0.3\n"
-    assert count_free_parameters(load_ir(written)) == count_free_parameters(load_ir(named)) == 2
+    assert load_ir(written).n_free_parameters() == load_ir(named).n_free_parameters() == 2
     fitted = written.replace("x + 0.3 * (c - x)", "0.1007 + 0.8009 * x - 0.25 * x * c ^ 2")
-    assert count_free_parameters(load_ir(fitted)) == 4
+    assert load_ir(fitted).n_free_parameters() == 4
 
 
 def test_save_writes_results_that_load_without_pickle(quick_fit, tmp_path, small_data):

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from spicedsl import api
+from spicedsl.discovery.candidates import fit_participants
+from spicedsl.discovery.equation import DiscoveredEquation
 from spicedsl.errors import ModelError
 from spicedsl.fitted import TABLE_FILE
 from spicedsl.frontend import checked_program, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.batch import make_batch
-from spicedsl.runtime.equations import DiscoveredEquation, fit_participants
 from spicedsl.runtime.metrics import choice_metrics
 from spicedsl.runtime.network import ModuleSpec
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spicedsl import api, report
+from spicedsl import api, mathtext, report
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -111,13 +111,13 @@ def test_report_shows_equations_as_mathml_and_the_fitted_model(page, result):
     digits = result.options["digits"]
     assert result.equations
     for name, expr in result.equations.items():
-        assert report.equation_mathml(name, expr, digits) in text
+        assert mathtext.equation_mathml(name, expr, digits) in text
         assert f'id="equation-{name}"' in text
     assert len(parsed.maths) == len(result.equations)
     # The math shows the module names whole, and the same numbers as the model file.
     for (name, expr), math_text in zip(result.equations.items(), parsed.maths, strict=True):
         assert math_text.startswith(f"{name}=")
-        for number in re.findall(r"\d+\.\d+", str(report.rounded(expr, digits))):
+        for number in re.findall(r"\d+\.\d+", str(mathtext.rounded(expr, digits))):
             assert number in math_text and number in result.fitted_text
     assert parsed.pre["fitted-model"] == result.fitted_text
 
@@ -153,7 +153,7 @@ def test_report_is_self_contained_with_png_images(page):
 
 
 def test_equations_latex_for_notebooks(result):
-    latex = report.equations_latex(result)
+    latex = mathtext.equations_latex(result)
     assert latex.startswith(r"$$\begin{aligned}") and latex.endswith(r"\end{aligned}$$")
     lines = latex[len(r"$$\begin{aligned}") : -len(r"\end{aligned}$$")].split(r" \\ ")
     assert len(lines) == len(result.equations)

@@ -1,4 +1,4 @@
-"""Stage two of SPICE: replace each learnable module by a sparse equation (pysindy 2.x).
+"""Candidate equations of each learnable module, from the trained network (pysindy 2.x).
 
 The trained network is run with recording on, by default on off-policy sessions in
 which each action is chosen several times in a row; each learnable module's recorded
@@ -11,38 +11,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pysindy as ps
 import torch
 
+from spicedsl import ir
+from spicedsl.discovery.equation import DiscoveredEquation, Powers
 from spicedsl.runtime.bandit import draw_rewards, drifting_reward_probabilities
 from spicedsl.runtime.batch import IGNORE, Batch
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
-
-Powers = tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True)
-class DiscoveredEquation:
-    """``target[k+1] = sum(coefficient * prod(name ^ power))`` for one learnable module.
-
-    ``terms`` lists the library's terms with non-zero coefficients, in library order;
-    the names are the module's target state and inputs.
-    """
-
-    module: str
-    target: str
-    terms: tuple[tuple[float, Powers], ...]
-    n_samples: int
-    # One row of coefficients per participant, in the order of ``terms`` (whose
-    # coefficients are then the participants' mean); None for a shared equation.
-    per_participant: tuple[tuple[float, ...], ...] | None = None
-
-    @property
-    def n_coefficients(self) -> int:
-        return len(self.terms)
+from spicedsl.settings import FitSettings
 
 
 def offpolicy_batch(
@@ -222,3 +202,65 @@ def _equation(
 
 def _is_binary(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def equation_candidates(
+    net: BaseRNN,
+    model: ir.Model,
+    settings: FitSettings,
+    rng: np.random.Generator,
+    n_participants: int = 1,
+) -> dict[str, list[DiscoveredEquation]]:
+    """Candidate sparse equations of each learnable module, from off-policy sessions.
+
+    A module that reads the participant embedding (when there are several participants)
+    also gets the structures found in each participant's samples alone, and every
+    candidate comes with each participant's own coefficients.
+    """
+    if not model.learned_modules:
+        return {}
+    participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
+    batch: Batch = offpolicy_batch(
+        net.n_actions,
+        len(participants),
+        settings.sindy_trials,
+        settings.sindy_repeat,
+        rng,
+        participants,
+    )
+    recordings = record_modules(net, batch)
+    candidates = {}
+    for module in model.learned_modules:
+        spec, samples = net.module_specs[module.name], recordings[module.name]
+        found = fit_module(
+            module.name, spec, samples["before"], samples["after"], samples["inputs"]
+        )
+        if module.embedded and n_participants > 1:
+            # Each participant's own sparse equations add their structures; every
+            # structure is then fitted to each participant.
+            for index in range(n_participants):
+                mine = samples["participant"] == index
+                if mine.any():
+                    found += fit_module(
+                        module.name,
+                        spec,
+                        samples["before"][mine],
+                        samples["after"][mine],
+                        samples["inputs"][mine],
+                        subsets_per_size=1,
+                    )
+            structures = {tuple(p for _, p in eq.terms): eq for eq in reversed(found)}
+            found = [
+                fit_participants(
+                    equation,
+                    spec,
+                    samples["before"],
+                    samples["after"],
+                    samples["inputs"],
+                    samples["participant"],
+                    n_participants,
+                )
+                for equation in reversed(structures.values())
+            ]
+        candidates[module.name] = found
+    return candidates
