@@ -29,12 +29,15 @@ def load_model(path_or_text: str | Path, n_actions: int = 2, n_participants: int
 
 def read_data(path: str | Path, model, *more_models, **options):
     """Load a data file for ``model`` and any ``more_models`` drawn beside it: every extra
-    input column they read, their rewards, and the first model's action count.
+    input column they read, their rewards, the first model's offered items and action
+    count. Missed trials (no choice) get a note with their number.
 
     ``options`` go to :func:`spicedsl.runtime.data.load_dataset` (``columns``, ``sep``,
-    ``choice_base``, ``rescale_rewards``, ``n_actions``); ``n_actions`` defaults to the
-    model's ``actions``, and must agree with it.
+    ``choice_base``, ``n_actions``, ``per_action``, ``missed``, ``labels``);
+    ``n_actions`` defaults to the model's ``actions``, and must agree with it.
     """
+    import warnings
+
     import numpy as np
 
     from spicedsl.errors import DataError, UsageError
@@ -46,22 +49,29 @@ def read_data(path: str | Path, model, *more_models, **options):
     elif model.n_actions is not None and options["n_actions"] != model.n_actions:
         raise UsageError(f"the model has {model.n_actions} actions, not {options['n_actions']}")
     inputs = list(dict.fromkeys(column for m in models for column in m.data_columns))
-    dataset = load_dataset(path, inputs=inputs, **options)
+    dataset = load_dataset(path, inputs=inputs, offered=model.offered, **options)
+    if dataset.n_missed:
+        warnings.warn(
+            f"{path}: {dataset.n_missed} missed trials (no choice) keep their place in their "
+            "sessions; they are not predicted and change no state",
+            stacklevel=2,
+        )
     if any(m.reads_every_reward for m in models):
         if dataset.rewards is None:
             raise DataError(
                 "the model reads data.rewards but the file has no columns "
                 f"reward_0 .. reward_{dataset.n_actions - 1}",
                 path=str(path),
+                hint="--per-action rewards=COLUMN,COLUMN,... names one column per action",
             )
-        missing = ~np.isfinite(dataset.rewards) & dataset.mask[..., None]
+        made = dataset.choices >= 0
+        missing = ~np.isfinite(dataset.rewards) & made[..., None]
         if missing.any():
             session, trial, action = (int(i) for i in np.argwhere(missing)[0])
             raise DataError(
                 f"the model reads data.rewards, but session {dataset.session_ids[session]} "
                 f"has no reward for action {action} on its trial {trial + 1}",
                 path=str(path),
-                column=f"reward_{action}",
             )
     return dataset
 

@@ -18,7 +18,7 @@ from spicedsl import __version__
 from spicedsl.errors import EXIT_USAGE_ERROR, SpiceError, UsageError
 from spicedsl.files import STDOUT, drop_stdout, flush_stdout, write_output
 from spicedsl.runtime.param_table import UNKNOWN_PARTICIPANTS
-from spicedsl.settings import MAX_ACTIONS, OPTIONS
+from spicedsl.settings import MAX_ACTIONS, MISSED_TRIALS, OPTIONS
 from spicedsl.source import printable
 
 # The exit code when stdout is closed early (as by 'spicedsl ... | head'): that of a
@@ -195,7 +195,19 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         help="number of actions (default: the model's, or from the data)",
     )
     group.add_argument(
-        "--no-rescale", action="store_true", help="keep rewards as they are (no [0, 1] scaling)"
+        "--per-action",
+        action="append",
+        default=[],
+        metavar="NAME=COL,COL,...",
+        help="read data.NAME from one column per action (repeatable); e.g. "
+        "rewards=reward_c1,reward_c2 (default: NAME_0, NAME_1, ...)",
+    )
+    group.add_argument(
+        "--missed",
+        choices=MISSED_TRIALS,
+        default="skip",
+        help="rows without a choice: keep them in place, not predicted (skip, the "
+        "default), or refuse them (error)",
     )
 
 
@@ -218,8 +230,25 @@ def _data_options(args: argparse.Namespace) -> dict[str, object]:
         "sep": _separator(args.sep),
         "choice_base": args.choice_base,
         "n_actions": args.actions,
-        "rescale_rewards": not args.no_rescale,
+        "per_action": _per_action(args.per_action),
+        "missed": args.missed,
     }
+
+
+def _per_action(mappings: list[str]) -> dict[str, list[str]]:
+    """``--per-action NAME=COL,COL,...`` options as a mapping."""
+    found: dict[str, list[str]] = {}
+    for text in mappings:
+        name, _, columns = text.partition("=")
+        listed = [c.strip() for c in columns.split(",") if c.strip()]
+        if not name.strip().isidentifier() or len(listed) < 2:
+            raise UsageError(
+                f"--per-action {text!r}: write NAME=COLUMN,COLUMN,... with one column per action"
+            )
+        if name.strip() in found:
+            raise UsageError(f"--per-action names {name.strip()!r} twice")
+        found[name.strip()] = listed
+    return found
 
 
 def _separator(text: str | None) -> str | None:

@@ -12,12 +12,8 @@ from functools import cached_property
 
 import sympy
 
+from spicedsl.columns import CHOICE_COLUMN, REWARD_COLUMN, REWARDS_COLUMN
 from spicedsl.settings import FitSettings
-
-# Data columns with a fixed meaning; any other ``data.NAME`` is an extra input column.
-CHOICE_COLUMN = "choice"  # one-hot: 1 for the chosen action
-REWARD_COLUMN = "reward"  # the chosen action's reward, broadcast to every action
-REWARDS_COLUMN = "rewards"  # every action's reward (counterfactual tasks: reward_0, reward_1, ...)
 
 
 def symbol(name: str) -> sympy.Symbol:
@@ -181,10 +177,9 @@ class Model:
 
     @cached_property
     def data_columns(self) -> tuple[str, ...]:
-        """Extra data columns the model reads (beyond choice and reward): those of its
-        controls, then those of its offered items."""
+        """Extra data columns the controls read (beyond choice and rewards)."""
         fixed = {CHOICE_COLUMN, REWARD_COLUMN, REWARDS_COLUMN}
-        read = [column for c in self.controls for column in c.columns] + list(self.offered)
+        read = [column for c in self.controls for column in c.columns]
         return tuple(dict.fromkeys(c for c in read if c not in fixed))
 
     @cached_property

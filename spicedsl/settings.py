@@ -18,6 +18,10 @@ from dataclasses import dataclass
 # The most actions a task may have (in a model's `actions`, or inferred from data).
 MAX_ACTIONS = 1024
 
+# What data loading does with a trial without a choice (a time-out): keep its place in
+# its session, not predicted ("skip"), or refuse it ("error").
+MISSED_TRIALS = ("skip", "error")
+
 
 @dataclass(frozen=True)
 class Option:

@@ -182,7 +182,7 @@ def test_hbayesdm_tab_file(tmp_path: Path) -> None:
     )
     data = load_dataset(file, columns=ColumnMap(session="subjID", reward="outcome"))
     assert data.reward_range == (-1.0, 1.0) and data.choice_base == 1
-    np.testing.assert_array_equal(data.reward, [[1, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(data.reward, [[1, -1, 1], [-1, -1, 0]])
     np.testing.assert_array_equal(data.choices, [[0, 1, 1], [0, 0, -1]])
     assert data.session_ids == ("1", "2")
 
@@ -220,7 +220,7 @@ def test_a_session_that_comes_back_after_others_is_an_error(tmp_path: Path) -> N
     assert "sort the file by session" in error.hint
 
 
-def test_counterfactual_rewards_are_rescaled_with_the_chosen_reward(tmp_path: Path) -> None:
+def test_rewards_are_read_as_the_file_gives_them(tmp_path: Path) -> None:
     file = write(
         tmp_path / "d.csv",
         "session,choice,reward,reward_0,reward_1,reward_2\n"
@@ -230,12 +230,14 @@ def test_counterfactual_rewards_are_rescaled_with_the_chosen_reward(tmp_path: Pa
     assert data.n_actions == 3  # one counterfactual column per action, though 2 never chosen
     assert data.reward_range == (0.0, 10.0)
     assert data.rewards is not None and data.rewards.shape == (1, 3, 3)
-    expected = np.array([[0.2, 0.4, np.nan], [0.2, 0.4, 0], [0, np.nan, 1]], dtype=np.float32)
+    expected = np.array([[2, 4, np.nan], [2, 4, 0], [0, np.nan, 10]], dtype=np.float32)
     np.testing.assert_array_equal(data.rewards[0], expected)
-    np.testing.assert_allclose(data.reward[0], [0.2, 0.4, 0.0])
+    np.testing.assert_array_equal(data.reward[0], [2, 4, 0])
     two = load_dataset(file, n_actions=2)
     assert two.rewards is not None and two.rewards.shape == (1, 3, 2)
     assert two.reward_range == (0.0, 4.0)
+    constant = write(tmp_path / "e.csv", "session,choice,reward\na,0,3\na,1,3\n")
+    assert load_dataset(constant).reward_range is None
 
 
 def test_counterfactual_rewards_need_a_column_per_action(tmp_path: Path) -> None:
@@ -243,28 +245,115 @@ def test_counterfactual_rewards_need_a_column_per_action(tmp_path: Path) -> None
     assert load_dataset(file).rewards is None
 
 
-def test_reward_rescaling_can_be_turned_off(tmp_path: Path) -> None:
-    file = write(tmp_path / "d.csv", "session,choice,reward\na,0,5\na,1,-5\n")
-    kept = load_dataset(file, rescale_rewards=False)
-    assert kept.reward_range is None and kept.reward[0].tolist() == [5, -5]
-    constant = write(tmp_path / "e.csv", "session,choice,reward\na,0,3\na,1,3\n")
-    assert load_dataset(constant).reward_range is None
-
-
 def test_extra_inputs_and_groupings(tmp_path: Path) -> None:
     file = write(
         tmp_path / "d.csv",
         "session,choice,reward,cue,blk,exp\n"
-        "a,0,1,0.5,x,e1\na,1,0,-2,y,e1\nb,1,1,3,y,e2\nb,0,0,1e3,y,e2\nb,1,0,0,x,e2\n",
+        "a,0,1,0.5,x,e1\na,1,0,-2,x,e1\nb,1,1,3,y,e2\nb,0,0,1e3,y,e2\nb,1,0,0,y,e2\n",
     )
     data = load_dataset(file, inputs=("cue",), columns=ColumnMap(block="blk", experiment="exp"))
     np.testing.assert_array_equal(data.inputs["cue"], [[0.5, -2, 0], [3, 1000, 0]])
     assert data.inputs["cue"].dtype == np.float32
-    assert data.block_ids == ("x", "y")
-    assert data.block_index is not None
-    np.testing.assert_array_equal(data.block_index, [[0, 1, -1], [1, 1, 0]])
-    assert data.experiment_ids == ("e1", "e2")
-    assert data.experiment_index is not None and data.experiment_index.tolist() == [0, 1]
+    assert data.session_ids == ("a/x", "b/y")
+    assert data.session_labels == {
+        "session": ("a", "b"),
+        "blk": ("x", "y"),
+        "exp": ("e1", "e2"),
+    }
+
+
+def test_a_block_column_keys_sessions(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "d.csv",
+        "subject,block,choice,reward\n1,1,0,1\n1,1,1,0\n1,2,1,1\n1,2,0,0\n2,1,0,0\n2,1,1,1\n",
+    )
+    blocks = load_dataset(file, columns=ColumnMap(session="subject", block="block"))
+    keyed = load_dataset(file, columns=ColumnMap(session="subject,block"))
+    for data in (blocks, keyed):
+        assert data.session_ids == ("1/1", "1/2", "2/1")
+        assert data.session_labels["block"] == ("1", "2", "1")
+        assert data.session_labels["subject"] == ("1", "1", "2")
+        assert data.participant_ids == data.session_ids
+    by_subject = load_dataset(
+        file, columns=ColumnMap(session="subject", block="block", participant="subject")
+    )
+    assert by_subject.participant_ids == ("1", "2")
+    assert by_subject.participant_index.tolist() == [0, 0, 1]
+
+
+def test_missed_trials_keep_their_place(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "d.csv",
+        "session,choice,reward,cue\na,1,5,0.5\na,,,\na,2,1,1\nb,NaN,NaN,2\nb,2,3,1\n",
+    )
+    data = load_dataset(file, inputs=("cue",))
+    np.testing.assert_array_equal(data.choices, [[0, -1, 1], [-1, 1, -1]])
+    assert data.lengths.tolist() == [3, 2] and data.n_missed == 2
+    np.testing.assert_array_equal(data.reward, [[5, 0, 1], [0, 3, 0]])
+    np.testing.assert_array_equal(data.inputs["cue"], [[0.5, 0, 1], [2, 1, 0]])
+    assert data.reward_range == (1.0, 5.0)
+    with pytest.raises(DataError) as caught:
+        load_dataset(file, inputs=("cue",), missed="error")
+    assert (caught.value.row, caught.value.column) == (3, "choice")
+    assert "--missed skip" in caught.value.hint
+    nan_cue = write(tmp_path / "e.csv", "session,choice,reward,cue\na,1,5,0.5\na,2,1,NaN\n")
+    with pytest.raises(DataError) as caught:
+        load_dataset(nan_cue, inputs=("cue",))
+    assert (caught.value.row, caught.value.column) == (3, "cue")
+    assert caught.value.message == "input cue is missing"
+
+
+def test_per_action_columns(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "d.csv",
+        "session,choice,reward,pay_a,pay_b,side_0,side_1\na,1,5,5,2,-1,1\na,2,7,1,7,1,-1\n",
+    )
+    data = load_dataset(file, inputs=("side",), per_action={"rewards": ["pay_a", "pay_b"]})
+    assert data.rewards is not None
+    np.testing.assert_array_equal(data.rewards[0], [[5, 2], [1, 7]])
+    np.testing.assert_array_equal(data.inputs["side"][0], [[-1, 1], [1, -1]])
+    with pytest.raises(DataError) as caught:
+        load_dataset(file, n_actions=2, per_action={"rewards": ["pay_a", "pay_b", "side_0"]})
+    assert caught.value.row == 1
+    assert "names 3 columns, but the data have 2 actions" in caught.value.message
+
+
+def test_offered_items_from_item_columns(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "d.csv",
+        "session,choice,reward,option_a,option_b\n"
+        "a,1,10,1,2\na,4,-10,3,4\na,,-10,1,2\na,2,10,1,2\n",
+    )
+    data = load_dataset(file, offered=("option_a", "option_b"))
+    assert data.n_actions == 4 and data.choice_base == 1
+    assert data.offered is not None
+    np.testing.assert_array_equal(
+        data.offered[0],
+        [[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]],
+    )
+    np.testing.assert_array_equal(data.choices[0], [0, 3, -1, 1])
+    wrong = write(tmp_path / "e.csv", "session,choice,reward,a,b\ns,1,1,1,2\ns,3,1,1,2\n")
+    with pytest.raises(DataError) as caught:
+        load_dataset(wrong, offered=("a", "b"))
+    assert (caught.value.row, caught.value.column) == (3, "choice")
+    assert "choice 3 is not among the items offered on this trial (1, 2)" in caught.value.message
+
+
+def test_offered_items_from_an_availability_mask(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "d.csv",
+        "session,choice,reward,open_0,open_1,open_2\na,0,1,1,1,0\na,2,0,0,1,1\n",
+    )
+    data = load_dataset(file, offered=("open",))
+    assert data.offered is not None and data.n_actions == 3
+    np.testing.assert_array_equal(data.offered[0], [[1, 1, 0], [0, 1, 1]])
+
+
+def test_labels_must_be_constant_within_a_session(tmp_path: Path) -> None:
+    file = write(tmp_path / "d.csv", "session,choice,reward,phase\na,0,1,1\na,1,0,2\n")
+    with pytest.raises(DataError) as caught:
+        load_dataset(file, labels=("phase",))
+    assert (caught.value.row, caught.value.column) == (3, "phase")
 
 
 def test_whitespace_bom_blank_lines_and_quotes(tmp_path: Path) -> None:
@@ -313,7 +402,7 @@ def made_dataset() -> Dataset:
         participant_ids=("alice", "bob"),
         n_actions=3,
         choice_base=1,
-        reward_range=(-2.0, 6.0),
+        reward_range=(0.0, 1.0),
     )
 
 
@@ -330,7 +419,7 @@ def test_to_csv_round_trip(tmp_path: Path, sep: str) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no temporary file left
 
 
-def test_to_csv_writes_original_units(tmp_path: Path) -> None:
+def test_to_csv_writes_rewards_as_they_were_read(tmp_path: Path) -> None:
     file = write(tmp_path / "in.csv", "session,choice,reward\na,1,-1\na,2,1\nb,2,0.5\nb,2,-1\n")
     data = load_dataset(file)
     data.to_csv(tmp_path / "out.csv")
@@ -344,16 +433,16 @@ def test_to_csv_writes_original_units(tmp_path: Path) -> None:
 
 
 def test_to_csv_groupings_round_trip(tmp_path: Path) -> None:
-    file = write(tmp_path / "in.csv", "session,choice,reward,blk,exp\na,0,1,x,e\na,1,0,y,e\n")
-    mapping = ColumnMap(block="blk", experiment="exp")
-    data = load_dataset(file, columns=mapping)
-    data.to_csv(tmp_path / "out.csv")
-    again = load_dataset(
-        tmp_path / "out.csv", columns=ColumnMap(block="block", experiment="experiment")
+    file = write(
+        tmp_path / "in.csv",
+        "session,choice,reward,blk,exp\na,0,1,x,e\na,1,0,x,e\na,,0,y,e\na,1,0,y,e\n",
     )
-    assert again.block_ids == data.block_ids and again.experiment_ids == data.experiment_ids
-    assert again.block_index is not None and data.block_index is not None
-    np.testing.assert_array_equal(again.block_index, data.block_index)
+    data = load_dataset(file, columns=ColumnMap(block="blk", experiment="exp"))
+    data.to_csv(tmp_path / "out.csv")
+    again = load_dataset(tmp_path / "out.csv", labels=("blk", "exp"))
+    assert again.session_ids == data.session_ids == ("a/x", "a/y")
+    assert again.session_labels == {k: data.session_labels[k] for k in ("blk", "exp")}
+    np.testing.assert_array_equal(again.choices, data.choices)
 
 
 def test_to_csv_replaces_a_file_and_rejects_clashing_inputs(tmp_path: Path) -> None:

@@ -65,12 +65,20 @@ def make_batch(
     chosen &= made.unsqueeze(-1)
     predicted = made if predict_first else made & (made.cumsum(0) > 1)
     targets = torch.where(predicted, choices, IGNORE)
-    columns = {"reward": torch.as_tensor(dataset.reward.T.copy()).unsqueeze(-1)}
+    columns = {"reward": _time_major(dataset.reward)}
     if dataset.rewards is not None:
-        columns["rewards"] = torch.as_tensor(dataset.rewards.transpose(1, 0, 2).copy())
+        columns["rewards"] = _time_major(dataset.rewards)
+    if dataset.offered is not None:
+        columns["offered"] = _time_major(dataset.offered)
     for name, values in dataset.inputs.items():
-        columns[name] = torch.as_tensor(values.T.copy()).unsqueeze(-1)
+        columns[name] = _time_major(values)
     n_trials = choices.shape[0]
     trials = [{name: values[t] for name, values in columns.items()} for t in range(n_trials)]
     participants = torch.as_tensor(dataset.participant_index, dtype=torch.long)
     return Batch(trials, chosen, targets, participants)
+
+
+def _time_major(values: np.ndarray) -> torch.Tensor:
+    """``(sessions, trials[, actions])`` -> ``(trials, sessions, 1 or actions)``."""
+    moved = np.moveaxis(values, 1, 0)
+    return torch.as_tensor(np.ascontiguousarray(moved if values.ndim == 3 else moved[..., None]))

@@ -27,19 +27,20 @@ import os
 import re
 import warnings
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Protocol
 
 import numpy as np
 
+from spicedsl.columns import REWARDS_COLUMN as REWARDS
 from spicedsl.errors import DataError
 from spicedsl.files import DATA_FILE_LIMIT, read_input_text, write_output
-from spicedsl.settings import MAX_ACTIONS
+from spicedsl.settings import MAX_ACTIONS, MISSED_TRIALS
 
-#: Fields of a counterfactual reward column that mean "not observed".
-_MISSING_TOKENS = frozenset({"", "NA"})
+#: Fields that mean "no value": a missed choice, an unobserved reward.
+_MISSING_TOKENS = frozenset({"", "NA", "NaN", "nan"})
 
 #: What each standard field holds, for messages about missing columns.
 _ROLE_TEXT = {
@@ -60,15 +61,19 @@ class ColumnMap:
 
     Parameters
     ----------
-    session, choice, reward
-        Columns of the session label, the chosen action and its reward. Counterfactual
-        rewards are read from the columns ``<reward>_0``, ``<reward>_1``, ...
+    session
+        Column of the session label, or several, comma-separated (``"subjID,block"``):
+        then their values together key a session.
+    choice, reward
+        Columns of the chosen action and its reward. Counterfactual rewards are read
+        from the columns ``<reward>_0``, ``<reward>_1``, ... (or as ``per_action`` says).
     participant
         Column of the participant label. ``None`` uses the column ``participant`` when
         the file has one, and otherwise treats every session as its own participant.
     block, experiment
-        Columns of the block label (per trial) and the experiment label (per session).
-        ``None`` reads neither.
+        Columns of the block label and the experiment label. A block column keys
+        sessions too: each block of a session is a session of its own, whose states
+        start afresh. ``None`` reads neither.
     """
 
     session: str = "session"
@@ -78,6 +83,12 @@ class ColumnMap:
     block: str | None = None
     experiment: str | None = None
 
+    @property
+    def session_keys(self) -> tuple[str, ...]:
+        """The columns whose values together key a session."""
+        keys = tuple(name.strip() for name in self.session.split(","))
+        return keys + ((self.block,) if self.block else ())
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -86,41 +97,41 @@ class Dataset:
     Attributes
     ----------
     choices : numpy.ndarray
-        ``(n_sessions, max_trials)`` int64: the chosen action counted from 0; -1 at padding.
+        ``(n_sessions, max_trials)`` int64: the chosen action counted from 0; -1 at
+        padding and on missed trials (no choice: a time-out).
     reward : numpy.ndarray
-        ``(n_sessions, max_trials)`` float32: reward of the chosen action, rescaled to
-        [0, 1] when :attr:`reward_range` is set; 0 at padding.
+        ``(n_sessions, max_trials)`` float32: reward of the chosen action as the file
+        gives it; 0 at padding and where a missed trial has none.
     rewards : numpy.ndarray or None
-        ``(n_sessions, max_trials, n_actions)`` float32 rewards of every action, scaled like
-        :attr:`reward`, NaN where the file left one unobserved; ``None`` when the file
-        does not have one counterfactual column per action.
+        ``(n_sessions, max_trials, n_actions)`` float32 rewards of every action, NaN where
+        the file left one unobserved; ``None`` when the file has no such columns.
     inputs : dict of str to numpy.ndarray
-        Extra per-trial inputs, each ``(n_sessions, max_trials)`` float32, 0 at padding.
+        Extra per-trial inputs, each ``(n_sessions, max_trials)`` float32, or
+        ``(n_sessions, max_trials, n_actions)`` for one value per action; 0 at padding.
     lengths : numpy.ndarray
-        ``(n_sessions,)`` int64 number of real trials per session.
+        ``(n_sessions,)`` int64 number of trials per session, missed ones included.
     session_ids : tuple of str
-        Session labels as written in the file, in order of first appearance.
+        Session labels as written in the file (several key columns: their values joined
+        by ``/``), in order of first appearance.
     participant_index : numpy.ndarray
         ``(n_sessions,)`` int64 index of each session's participant in
         :attr:`participant_ids`.
     participant_ids : tuple of str
         Participant labels in order of first appearance.
     n_actions : int
-        Number of actions.
+        Number of actions (items).
     choice_base : int
         0 or 1: how the file coded the first action.
     reward_range : tuple of float or None
-        ``(min, max)`` of the file's rewards when they were rescaled, else ``None``.
-    block_index : numpy.ndarray or None
-        ``(n_sessions, max_trials)`` int64 index of each trial's block in :attr:`block_ids`,
-        -1 at padding; ``None`` when no block column was read.
-    block_ids : tuple of str or None
-        Block labels in order of first appearance.
-    experiment_index : numpy.ndarray or None
-        ``(n_sessions,)`` int64 index of each session's experiment in
-        :attr:`experiment_ids`; ``None`` when no experiment column was read.
-    experiment_ids : tuple of str or None
-        Experiment labels in order of first appearance.
+        ``(min, max)`` of the file's rewards (chosen and counterfactual); ``None`` when
+        they are all equal.
+    offered : numpy.ndarray or None
+        ``(n_sessions, max_trials, n_actions)`` bool: the actions offered on each trial;
+        ``None`` when every action is offered on every trial.
+    session_labels : dict of str to tuple of str
+        Columns that are constant within each session (the block, the experiment, the
+        session key columns when there are several, and any asked for), each with one
+        label per session.
     """
 
     choices: np.ndarray
@@ -134,14 +145,13 @@ class Dataset:
     n_actions: int
     choice_base: int
     reward_range: tuple[float, float] | None
-    block_index: np.ndarray | None = field(default=None, kw_only=True)
-    block_ids: tuple[str, ...] | None = field(default=None, kw_only=True)
-    experiment_index: np.ndarray | None = field(default=None, kw_only=True)
-    experiment_ids: tuple[str, ...] | None = field(default=None, kw_only=True)
+    offered: np.ndarray | None = field(default=None, kw_only=True)
+    session_labels: dict[str, tuple[str, ...]] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
         grid = self.choices.shape
         n_sessions = grid[0]
+        per_action = (*grid, self.n_actions)
         shapes = {
             "reward": (self.reward.shape, grid),
             "lengths": (self.lengths.shape, (n_sessions,)),
@@ -149,13 +159,13 @@ class Dataset:
             "participant_index": (self.participant_index.shape, (n_sessions,)),
         }
         if self.rewards is not None:
-            shapes["rewards"] = (self.rewards.shape, (*grid, self.n_actions))
-        if self.block_index is not None:
-            shapes["block_index"] = (self.block_index.shape, grid)
-        if self.experiment_index is not None:
-            shapes["experiment_index"] = (self.experiment_index.shape, (n_sessions,))
+            shapes["rewards"] = (self.rewards.shape, per_action)
+        if self.offered is not None:
+            shapes["offered"] = (self.offered.shape, per_action)
         for name, values in self.inputs.items():
-            shapes[f"inputs[{name!r}]"] = (values.shape, grid)
+            shapes[f"inputs[{name!r}]"] = (values.shape, per_action if values.ndim == 3 else grid)
+        for name, labels in self.session_labels.items():
+            shapes[f"session_labels[{name!r}]"] = ((len(labels),), (n_sessions,))
         for name, (shape, expected) in shapes.items():
             if shape != expected:
                 raise ValueError(f"{name} has shape {shape}, expected {expected}")
@@ -169,19 +179,24 @@ class Dataset:
 
     @property
     def n_trials(self) -> int:
-        """Number of real trials over all sessions."""
+        """Number of real trials over all sessions, missed ones included."""
         return int(self.lengths.sum())
 
-    def to_csv(self, path: str | os.PathLike[str], *, sep: str = ",") -> None:
-        """Write the trials in the standard layout, in the file's original units.
+    @property
+    def n_missed(self) -> int:
+        """Number of missed trials: real trials without a choice."""
+        return int((self.mask & (self.choices < 0)).sum())
 
-        The columns are ``session``, ``participant``, ``experiment`` and ``block`` when
-        known, ``choice`` (coded from :attr:`choice_base`), ``reward``, ``reward_0`` ...
-        when counterfactual rewards are known, then the extra inputs. Rewards are mapped
-        back from [0, 1] to :attr:`reward_range`. The file is written to a temporary
-        file beside ``path`` and then moved over it, so a reader never sees half a file.
-        :func:`load_dataset` with the same ``inputs`` and ``choice_base`` reads back
-        equal arrays.
+    def to_csv(self, path: str | os.PathLike[str], *, sep: str = ",") -> None:
+        """Write the trials in the standard layout.
+
+        The columns are ``session``, ``participant``, the session labels, ``choice``
+        (coded from :attr:`choice_base`; empty on a missed trial), ``reward``,
+        ``reward_0`` ... when counterfactual rewards are known, ``offered_0`` ... (0/1)
+        when not every action is offered, then the extra inputs (``NAME_0`` ... for one
+        value per action). The file is written to a temporary file beside ``path`` and
+        then moved over it, so a reader never sees half a file. :func:`load_dataset`
+        with the same ``inputs`` and ``choice_base`` reads back equal arrays.
 
         Parameters
         ----------
@@ -197,30 +212,33 @@ class Dataset:
         """
         mask = self.mask
         session_of_trial = np.nonzero(mask)[0]
+
+        def per_session(labels) -> list[str]:
+            return np.asarray(labels, dtype=object)[session_of_trial].tolist()
+
         header = ["session", "participant"]
-        labels = np.asarray(self.session_ids, dtype=object)
-        people = np.asarray(self.participant_ids, dtype=object)
         columns = [
-            labels[session_of_trial].tolist(),
-            people[self.participant_index[session_of_trial]].tolist(),
+            per_session(self.session_ids),
+            per_session(np.asarray(self.participant_ids, dtype=object)[self.participant_index]),
         ]
-        if self.experiment_index is not None and self.experiment_ids is not None:
-            header.append("experiment")
-            experiments = np.asarray(self.experiment_ids, dtype=object)
-            columns.append(experiments[self.experiment_index[session_of_trial]].tolist())
-        if self.block_index is not None and self.block_ids is not None:
-            header.append("block")
-            blocks = np.asarray(self.block_ids, dtype=object)
-            columns.append(blocks[self.block_index[mask]].tolist())
+        for name, labels in self.session_labels.items():
+            if name not in header:  # a key column named 'session' is in the session label
+                header.append(name)
+                columns.append(per_session(labels))
+        choices = self.choices[mask]
         header += ["choice", "reward"]
-        columns.append((self.choices[mask] + self.choice_base).astype(str).tolist())
-        columns.append(self._original_units(self.reward[mask]).astype(str).tolist())
-        if self.rewards is not None:
-            real = self._original_units(self.rewards[mask])
-            for action in range(self.n_actions):
-                header.append(f"reward_{action}")
-                columns.append(real[:, action].astype(str).tolist())
+        columns.append(["" if c < 0 else str(c + self.choice_base) for c in choices.tolist()])
+        columns.append(self.reward[mask].astype(str).tolist())
+        per_action = [("reward", self.rewards), ("offered", self.offered)]
+        per_action += [(name, v) for name, v in self.inputs.items() if v.ndim == 3]
+        for name, values in per_action:
+            if values is not None:
+                for action in range(self.n_actions):
+                    header.append(f"{name}_{action}")
+                    columns.append(values[mask][:, action].astype(np.float32).astype(str).tolist())
         for name, values in self.inputs.items():
+            if values.ndim == 3:
+                continue
             if name in header:
                 raise ValueError(f"input {name!r} has the name of a standard column")
             header.append(name)
@@ -231,14 +249,6 @@ class Dataset:
         writer.writerow(header)
         writer.writerows(zip(*columns, strict=True))
         write_output(path, text.getvalue())
-
-    def _original_units(self, values: np.ndarray) -> np.ndarray:
-        """Map stored rewards back to the file's units (exactly at the range's ends)."""
-        if self.reward_range is None:
-            return values
-        low, high = self.reward_range
-        scaled = values.astype(np.float64) * (high - low) + low
-        return np.where(values == 1, high, scaled)
 
 
 class _LineReader(Protocol):
@@ -271,7 +281,10 @@ def load_dataset(
     columns: ColumnMap = ColumnMap(),
     sep: str | None = None,
     choice_base: int | None = None,
-    rescale_rewards: bool = True,
+    per_action: Mapping[str, Sequence[str]] | None = None,
+    offered: Sequence[str] = (),
+    missed: str = "skip",
+    labels: Sequence[str] = (),
 ) -> Dataset:
     """Read a CSV file of trials into a :class:`Dataset`.
 
@@ -280,11 +293,13 @@ def load_dataset(
     path
         The file. Error messages show it as given.
     inputs
-        Names of extra columns to read as per-trial model inputs; values must be finite.
+        Names of extra inputs to read per trial: the column of that name, or one column
+        per action, ``NAME_0``, ``NAME_1``, ... (or as ``per_action`` names them). Values
+        must be finite on every trial with a choice.
     n_actions
-        Number of actions. ``None`` infers it as the largest choice plus one, at least 2,
-        and at least the number of counterfactual reward columns ``reward_0``, ...; an
-        action below the largest choice that no row chooses gets a note (a
+        Number of actions. ``None`` infers it as the largest choice (or offered item)
+        plus one, at least 2, and at least the number of counterfactual reward columns;
+        an action below the largest choice that no row chooses gets a note (a
         :mod:`warnings` warning), and two or more in a row are an error.
     columns
         Which file columns hold the standard fields.
@@ -296,9 +311,19 @@ def load_dataset(
         1-based if its smallest choice is 1, else 0-based, except that rows with choice
         0 among choices that otherwise count from 1 are reported as mistakes (see
         :func:`_detect_base`).
-    rescale_rewards
-        Rescale all rewards (chosen and counterfactual) linearly to [0, 1] using their
-        minimum and maximum over the file. Nothing is rescaled when they are all equal.
+    per_action
+        The columns of a per-action input, by its name, in the order of the actions:
+        ``{"rewards": ["reward_c1", ...]}`` reads every action's reward from those.
+    offered
+        The items offered on each trial: two or more columns holding one offered item
+        each (coded as the choices), or one name whose per-action 0/1 columns say which
+        items are available. Empty: every action is offered on every trial.
+    missed
+        A row without a choice (empty, ``NA`` or ``NaN``) is a missed trial: ``"skip"``
+        keeps its place in the session, ``"error"`` refuses it.
+    labels
+        Further columns to read one label per session of (they must be constant within
+        each session), as for choosing sessions to hold out.
 
     Returns
     -------
@@ -310,12 +335,16 @@ def load_dataset(
     DataError
         If the file cannot be read or its content is not valid trial data.
     ValueError
-        If ``choice_base`` or ``n_actions`` is not a valid setting.
+        If ``choice_base``, ``n_actions`` or ``missed`` is not a valid setting.
     """
     if choice_base not in (None, 0, 1):
         raise ValueError(f"choice_base must be 0, 1 or None, not {choice_base!r}")
     if n_actions is not None and n_actions < 2:
         raise ValueError(f"n_actions must be at least 2, not {n_actions}")
+    if missed not in MISSED_TRIALS:
+        raise ValueError(f"missed must be one of {MISSED_TRIALS}, not {missed!r}")
+    per_action = {name: list(names) for name, names in (per_action or {}).items()}
+    mapped = set(per_action)
     shown = os.fspath(path)
     text = read_input_text(path, "data file", DATA_FILE_LIMIT)
     if not text.strip():
@@ -333,54 +362,98 @@ def load_dataset(
     participant = columns.participant
     if participant is None and "participant" in position:
         participant = "participant"
-    roles = {"session": columns.session, "choice": columns.choice, "reward": columns.reward}
+    needed = [("session", key) for key in columns.session_keys[: 1 if columns.block else None]]
+    needed += [("choice", columns.choice), ("reward", columns.reward)]
     for role, name in (
         ("participant", participant),
         ("block", columns.block),
         ("experiment", columns.experiment),
+        *(("label", name) for name in labels),
     ):
         if name is not None:
-            roles[role] = name
-    _check_columns(roles, inputs, header, shown, header_line)
-    counterfactual = _counterfactual_columns(columns.reward, header)
-    wanted = list(dict.fromkeys([*roles.values(), *counterfactual, *inputs]))
-
+            needed.append((role, name))
+    _check_columns(needed, header, shown, header_line)
+    if REWARDS not in per_action:
+        per_action[REWARDS] = _numbered_columns(columns.reward, header)
+    items = _item_columns(offered, per_action, header, shown, header_line)
+    scalar_inputs, action_inputs = _input_columns(inputs, per_action, header, shown, header_line)
+    per_session = [key for key in (columns.block, columns.experiment, *labels) if key]
+    if len(columns.session_keys) > 1:
+        per_session = [*columns.session_keys, *per_session]
+    wanted = list(
+        dict.fromkeys(
+            [
+                *(name for _, name in needed),
+                *per_action[REWARDS],
+                *items,
+                *scalar_inputs,
+                *(c for name in action_inputs for c in per_action[name]),
+                *per_session,
+            ]
+        )
+    )
     fields, rows = _read_rows(reader, header, wanted, separator, shown)
     del text, reader
     column = dict(zip(wanted, fields, strict=True))
 
-    session_labels = column[roles["session"]]
-    session_of_row, session_ids = _codes(session_labels, roles["session"], rows)
-    _check_sessions_together(session_of_row, session_ids, roles["session"], rows)
+    keys = [column[key] for key in columns.session_keys]
+    session_labels = keys[0] if len(keys) == 1 else ["/".join(v) for v in zip(*keys, strict=True)]
+    session_of_row, session_ids = _codes(session_labels, columns.session_keys[0], rows)
+    _check_sessions_together(session_of_row, session_ids, columns.session_keys[0], rows)
+    counterfactual = per_action[REWARDS]
+    inferred = n_actions is None
     choice, base, n_actions = _choices(
-        column[roles["choice"]], roles["choice"], rows, choice_base, n_actions, len(counterfactual)
-    )
-    reward = _numbers(
-        column[roles["reward"]],
-        roles["reward"],
+        column[columns.choice],
+        columns.choice,
         rows,
-        hint="every trial needs the reward of the chosen action",
+        choice_base,
+        n_actions,
+        max(len(counterfactual), len(items) if len(offered) == 1 else 0),
+        missed,
     )
+    made = choice >= 0
+    for name in mapped:
+        if len(per_action[name]) != n_actions:
+            raise DataError(
+                f"--per-action {name} names {len(per_action[name])} columns, but the data "
+                f"have {n_actions} actions",
+                path=shown,
+                row=header_line,
+                hint="name one column per action, in the order of the actions",
+            )
+    if len(offered) > 1:
+        offered_mask, n_actions = _offered_items(
+            {name: column[name] for name in items}, base, n_actions, inferred, rows, made
+        )
+    elif offered:
+        offered_mask = _per_action_values(column, items, rows, made) != 0
+    else:
+        offered_mask = None
+    if offered_mask is not None:
+        _check_chosen_offered(choice, offered_mask, base, columns.choice, rows)
+    reward = _numbers(
+        column[columns.reward],
+        columns.reward,
+        rows,
+        hint="every trial with a choice needs the reward of the chosen action",
+        required=made,
+    )
+    every = None
     if len(counterfactual) >= n_actions:
         every = np.stack(
-            [
-                _numbers(column[name], name, rows, missing_ok=True)
-                for name in counterfactual[:n_actions]
-            ],
+            [_numbers(column[name], name, rows, missing_ok=True) for name in counterfactual],
             axis=1,
-        )
-    else:
-        every = None
-    reward_range = None
-    if rescale_rewards:
-        observed = reward if every is None else np.concatenate([reward, every.ravel()])
-        low, high = float(np.nanmin(observed)), float(np.nanmax(observed))
-        if high > low:
-            reward_range = (low, high)
-            reward = (reward - low) / (high - low)
-            if every is not None:
-                every = (every - low) / (high - low)
-    extra = {name: _numbers(column[name], name, rows, what=f"input {name}") for name in inputs}
+        )[:, :n_actions]
+    observed = reward[made] if every is None else np.concatenate([reward[made], every.ravel()])
+    observed = observed.astype(np.float32)  # as stored: a written file reads back the same
+    low, high = float(np.nanmin(observed)), float(np.nanmax(observed))
+    reward_range = (low, high) if high > low else None
+    extra = {
+        name: _numbers(column[name], name, rows, what=f"input {name}", required=made)
+        for name in scalar_inputs
+    }
+    for name in action_inputs:
+        extra[name] = _per_action_values(column, per_action[name], rows, made)
 
     n_sessions = len(session_ids)
     order = np.argsort(session_of_row, kind="stable")
@@ -393,7 +466,7 @@ def load_dataset(
         raise rows.error(
             f"session {session_ids[single[0]]!r} has only one trial",
             index,
-            roles["session"],
+            columns.session_keys[0],
             hint="the model learns from how each choice follows the trials before it; "
             "remove sessions with a single trial",
         )
@@ -413,22 +486,13 @@ def load_dataset(
         participant_index, participant_ids = _per_session(
             column[participant], participant, rows, session_of_row, first_row, session_ids
         )
-    block_index = block_ids = experiment_index = experiment_ids = None
-    if columns.block is not None:
-        block_of_row, block_ids = _codes(column[columns.block], columns.block, rows)
-        block_index = padded(block_of_row, -1, np.int64)
-    if columns.experiment is not None:
-        experiment_index, experiment_ids = _per_session(
-            column[columns.experiment],
-            columns.experiment,
-            rows,
-            session_of_row,
-            first_row,
-            session_ids,
-        )
+    session_columns = {}
+    for name in per_session:
+        index, ids = _per_session(column[name], name, rows, session_of_row, first_row, session_ids)
+        session_columns[name] = tuple(ids[i] for i in index)
     return Dataset(
         choices=padded(choice, -1, np.int64),
-        reward=padded(reward, 0, np.float32),
+        reward=padded(np.where(made, reward, 0), 0, np.float32),
         rewards=None if every is None else padded(every, 0, np.float32),
         inputs={name: padded(values, 0, np.float32) for name, values in extra.items()},
         lengths=lengths.astype(np.int64),
@@ -438,10 +502,8 @@ def load_dataset(
         n_actions=n_actions,
         choice_base=base,
         reward_range=reward_range,
-        block_index=block_index,
-        block_ids=block_ids,
-        experiment_index=experiment_index,
-        experiment_ids=experiment_ids,
+        offered=None if offered_mask is None else padded(offered_mask, False, np.bool_),
+        session_labels=session_columns,
     )
 
 
@@ -479,55 +541,166 @@ def _suggest(name: str, candidates: Sequence[str]) -> str | None:
     return lowered[match[0]] if match else None
 
 
-def _check_columns(
-    roles: dict[str, str], inputs: Sequence[str], header: list[str], path: str, line: int
-) -> None:
-    """Raise if a standard field or an extra input has no column in ``header``."""
+def _check_columns(needed: list[tuple[str, str]], header: list[str], path: str, line: int) -> None:
+    """Raise if a column the reading needs (``(role, name)`` pairs) is not in ``header``."""
     listing = ", ".join(repr(name) for name in header)
-    missing = [(role, name) for role, name in roles.items() if name not in header]
-    if missing:
-        unused = [name for name in header if name not in roles.values()]
-        described = [f"{name!r} ({_ROLE_TEXT[role]})" for role, name in missing]
-        guesses = [
-            f"{guess!r} for {name!r}"
-            for _, name in missing
-            if (guess := _suggest(name, unused)) is not None
-        ]
-        flags = ["session", "choice", "reward"]
-        flags += [role for role, _ in missing if role not in flags]
-        flag_text = ", ".join(f"--{role}-column" for role in flags[:-1])
-        hint = f"map the file's own column names with {flag_text} or --{flags[-1]}-column"
-        if guesses:
-            hint = f"did you mean {' and '.join(guesses)}? Or {hint}"
-        noun = "column" if len(missing) == 1 else "columns"
-        raise DataError(
-            f"missing {noun} {' and '.join(described)}; the file's columns are {listing}",
-            path=path,
-            row=line,
-            hint=hint,
-        )
-    for name in inputs:
-        if name not in header:
-            guess = _suggest(name, header)
-            hint = f"the file's columns are {listing}"
-            if guess is not None:
-                hint = f"did you mean {guess!r}? The file's columns are {listing}"
-            raise DataError(
-                f"the model reads data.{name} but the file has no column {name!r}",
-                path=path,
-                row=line,
-                hint=hint,
-            )
+    missing = [(role, name) for role, name in needed if name not in header]
+    if not missing:
+        return
+    unused = [name for name in header if name not in {n for _, n in needed}]
+    described = [f"{name!r} ({_ROLE_TEXT.get(role, role)})" for role, name in missing]
+    guesses = [
+        f"{guess!r} for {name!r}"
+        for _, name in missing
+        if (guess := _suggest(name, unused)) is not None
+    ]
+    flags = ["session", "choice", "reward"]
+    flags += [role for role, _ in missing if role not in flags and role in _ROLE_TEXT]
+    flag_text = ", ".join(f"--{role}-column" for role in flags[:-1])
+    hint = f"map the file's own column names with {flag_text} or --{flags[-1]}-column"
+    if guesses:
+        hint = f"did you mean {' and '.join(guesses)}? Or {hint}"
+    noun = "column" if len(missing) == 1 else "columns"
+    raise DataError(
+        f"missing {noun} {' and '.join(described)}; the file's columns are {listing}",
+        path=path,
+        row=line,
+        hint=hint,
+    )
 
 
-def _counterfactual_columns(reward: str, header: list[str]) -> list[str]:
-    """The columns ``<reward>_0``, ``<reward>_1``, ... present in a row without gaps."""
-    pattern = re.compile(re.escape(reward) + r"_(\d+)")
-    numbers = {int(m[1]) for name in header if (m := pattern.fullmatch(name))}
+def _numbered_columns(name: str, header: list[str]) -> list[str]:
+    """The columns ``<name>_0``, ``<name>_1``, ... present in a row without gaps."""
+    pattern = re.compile(re.escape(name) + r"_(\d+)")
+    numbers = {int(m[1]) for column in header if (m := pattern.fullmatch(column))}
     found: list[str] = []
     while len(found) in numbers:
-        found.append(f"{reward}_{len(found)}")
+        found.append(f"{name}_{len(found)}")
     return found
+
+
+def _input_columns(
+    inputs: Sequence[str],
+    per_action: dict[str, list[str]],
+    header: list[str],
+    path: str,
+    line: int,
+) -> tuple[list[str], list[str]]:
+    """The model's extra inputs that are one column, and those with one column per action
+    (whose columns ``per_action`` then lists)."""
+    scalar, action = [], []
+    for name in inputs:
+        if name not in per_action and name not in header:
+            per_action[name] = _numbered_columns(name, header)
+        if name in header and name not in per_action:
+            scalar.append(name)
+        elif per_action[name]:
+            action.append(name)
+        else:
+            listing = ", ".join(repr(column) for column in header)
+            guess = _suggest(name, header)
+            raise DataError(
+                f"the model reads data.{name} but the file has no column {name!r} "
+                f"(nor {name}_0, {name}_1, ...)",
+                path=path,
+                row=line,
+                hint=(f"did you mean {guess!r}? " if guess else "")
+                + f"{'the' if guess else 'The'} file's columns are {listing}; "
+                f"--per-action {name}=COLUMN,COLUMN,... names one column per action",
+            )
+    return scalar, action
+
+
+def _item_columns(
+    offered: Sequence[str],
+    per_action: dict[str, list[str]],
+    header: list[str],
+    path: str,
+    line: int,
+) -> list[str]:
+    """The columns that say which items are offered: the item columns themselves, or an
+    availability mask's per-action columns."""
+    if len(offered) != 1:
+        return list(offered)
+    name = offered[0]
+    columns = per_action.get(name) or _numbered_columns(name, header)
+    if not columns:
+        raise DataError(
+            f"the model reads the offered items from data.{name}, but the file has no "
+            f"columns {name}_0, {name}_1, ... (one 0/1 column per item)",
+            path=path,
+            row=line,
+            hint=f"name them with --per-action {name}=COLUMN,COLUMN,...; with several "
+            "offered columns, each holds one offered item",
+        )
+    return columns
+
+
+def _offered_items(
+    item_columns: dict[str, Sequence[str]],
+    base: int,
+    n_actions: int,
+    inferred: bool,
+    rows: _Rows,
+    made: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """The offered-items mask ``(rows, n_actions)`` from columns that hold one offered item
+    each (coded like the choices), and the number of actions (an inferred number grows to
+    the largest item offered)."""
+    codes = {}
+    for name, values in item_columns.items():
+        raw = _numbers(values, name, rows, what="offered item", required=made)
+        known = ~np.isnan(raw)
+        bad = np.flatnonzero(known & ((raw != np.floor(raw)) | (raw < base)))
+        if bad.size:
+            index = int(bad[0])
+            raise rows.error(
+                f"offered item {values[index]} is not an item coded like the choices (from {base})",
+                index,
+                name,
+            )
+        codes[name] = np.where(known, raw - base, -1).astype(np.int64)
+    largest = max(int(c.max()) for c in codes.values())
+    if largest >= n_actions:
+        if not inferred:
+            name = next(n for n, c in codes.items() if c.max() == largest)
+            index = int(np.argmax(codes[name] == largest))
+            raise rows.error(
+                f"offered item {largest + base} is out of range for {n_actions} actions",
+                index,
+                name,
+            )
+        n_actions = largest + 1
+    mask = np.zeros((len(made), n_actions), dtype=bool)
+    for item in codes.values():
+        known = item >= 0
+        mask[np.flatnonzero(known), item[known]] = True
+    return mask, n_actions
+
+
+def _check_chosen_offered(
+    choice: np.ndarray, offered: np.ndarray, base: int, column: str, rows: _Rows
+) -> None:
+    """Raise at the first row whose choice is not among its offered items."""
+    made = np.flatnonzero(choice >= 0)
+    outside = made[~offered[made, choice[made]]]
+    if outside.size:
+        index = int(outside[0])
+        items = ", ".join(str(i + base) for i in np.flatnonzero(offered[index]))
+        raise rows.error(
+            f"choice {choice[index] + base} is not among the items offered on this trial "
+            f"({items or 'none'})",
+            index,
+            column,
+        )
+
+
+def _per_action_values(
+    column: dict[str, Sequence[str]], names: Sequence[str], rows: _Rows, made: np.ndarray
+) -> np.ndarray:
+    """``(rows, actions)`` numbers from one column per action; each trial with a choice
+    needs every value."""
+    return np.stack([_numbers(column[name], name, rows, required=made) for name in names], 1)
 
 
 def _read_rows(
@@ -636,29 +809,45 @@ def _numbers(
     *,
     what: str | None = None,
     missing_ok: bool = False,
+    required: np.ndarray | None = None,
     hint: str | None = None,
 ) -> np.ndarray:
-    """Parse a column of numbers; only ``missing_ok`` columns may hold NaN or be empty."""
+    """Parse a column of numbers. A field may be missing (empty, ``NA`` or ``NaN``) only
+    in a ``missing_ok`` column (it is then NaN) or on a row that ``required`` does not
+    mark (it is then 0); infinite values are errors."""
     what = what or column
+    out = np.empty(len(values))
     try:
-        out = np.fromiter(map(float, values), np.float64, count=len(values))
+        out[:] = np.fromiter(map(float, values), np.float64, count=len(values))
     except ValueError:
-        out = np.empty(len(values))
         for index, value in enumerate(values):
             try:
                 out[index] = float(value)
             except ValueError:
-                if missing_ok and value.strip() in _MISSING_TOKENS:
-                    out[index] = np.nan
-                elif not value.strip():
-                    raise rows.error(f"{what} is missing", index, column, hint) from None
-                else:
+                if value.strip() not in _MISSING_TOKENS:
                     raise rows.error(
                         f"{what} is not a number: {value!r}", index, column, hint
                     ) from None
-    bad = np.isinf(out) if missing_ok else ~np.isfinite(out)
-    if bad.any():
-        index = int(np.argmax(bad))
+                out[index] = np.nan
+    if missing_ok:
+        absent = np.zeros(len(values), dtype=bool)
+    elif required is None:
+        absent = np.isnan(out)
+    else:
+        absent = np.isnan(out) & required
+        out[np.isnan(out) & ~required] = 0.0
+    if absent.any():
+        index = int(np.argmax(absent))
+        text = values[index].strip()
+        message = (
+            f"{what} is missing"
+            if text in _MISSING_TOKENS
+            else f"{what} is not a finite number: {values[index]!r}"
+        )
+        raise rows.error(message, index, column, hint)
+    infinite = np.flatnonzero(np.isinf(out))
+    if infinite.size:
+        index = int(infinite[0])
         raise rows.error(f"{what} is not a finite number: {values[index]!r}", index, column, hint)
     return out
 
@@ -670,8 +859,41 @@ def _choices(
     choice_base: int | None,
     n_actions: int | None,
     n_counterfactual: int,
+    missed: str,
 ) -> tuple[np.ndarray, int, int]:
-    """Parse the choices; return them counted from 0, the file's base and ``n_actions``.
+    """Parse the choices; return them counted from 0 (-1 on a missed trial), the file's
+    base and ``n_actions`` (see :func:`_made_choices`)."""
+    raw = _numbers(values, column, rows, what="choice", missing_ok=True)
+    made = np.flatnonzero(~np.isnan(raw))
+    if missed == "error" and made.size < len(raw):
+        index = int(np.argmax(np.isnan(raw)))
+        raise rows.error(
+            "choice is missing (a missed trial)",
+            index,
+            column,
+            hint="--missed skip keeps a missed trial's place in its session, not predicted",
+        )
+    if not made.size:
+        raise rows.error("no row has a choice", 0, column)
+    made_rows = _Rows(rows.path, array("q", (rows.lines[i] for i in made)))
+    shifted, base, n_actions = _made_choices(
+        [values[i] for i in made], column, made_rows, choice_base, n_actions, n_counterfactual
+    )
+    choices = np.full(len(raw), -1, dtype=np.int64)
+    choices[made] = shifted
+    return choices, base, n_actions
+
+
+def _made_choices(
+    values: Sequence[str],
+    column: str,
+    rows: _Rows,
+    choice_base: int | None,
+    n_actions: int | None,
+    n_counterfactual: int,
+) -> tuple[np.ndarray, int, int]:
+    """Parse the choices of the trials that have one; return them counted from 0, the
+    file's base and ``n_actions``.
 
     Without ``n_actions``, the number of actions comes from the data: actions below the
     largest choice that no row chooses get a note, or an error when two or more in a row
