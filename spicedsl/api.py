@@ -123,14 +123,20 @@ def generative_network(
 
 
 def evaluate(
-    model: str | Path, data, unknown_participants: str = "error", **data_options
+    model: str | Path,
+    data,
+    unknown_participants: str = "error",
+    scored=None,
+    **data_options,
 ) -> dict[str, float]:
-    """NLL per trial, accuracy, AIC and BIC of a fully specified model on data, and with
-    several participants each one's NLL per trial and number of predicted trials (under
-    ``"participants"``).
+    """NLL per trial, trial likelihood, accuracy, AIC and BIC of a fully specified model
+    on data, and with several participants each one's NLL per trial and number of
+    predicted trials (under ``"participants"``).
 
     Participants of the data that the model's participant table lacks are an error, or
-    with ``unknown_participants="mean"`` get the table's mean values.
+    with ``unknown_participants="mean"`` get the table's mean values. ``scored``, a
+    :class:`spicedsl.splits.Holdout`, scores only its trials (each session still runs
+    from its start).
     """
     from spicedsl.runtime.batch import make_batch
     from spicedsl.runtime.metrics import choice_metrics, participant_nll
@@ -143,7 +149,9 @@ def evaluate(
     values = model_values(model_ir, data.participant_ids, unknown_participants)
     ids = data.participant_ids
     net = generative_network(model_ir, n_actions, len(ids), None, values)
-    batch = make_batch(data, n_actions)
+    batch = make_batch(data, n_actions, model_ir.predicts_first_choice)
+    if scored is not None:
+        batch = batch.predicting(scored.mask(data))
     metrics = choice_metrics(net, batch, model_ir.n_free_parameters(values))
     if len(ids) > 1:
         nll, n_trials = participant_nll(net, batch, len(ids))
@@ -180,25 +188,22 @@ def simulate(
     import numpy as np
     import torch
 
+    from spicedsl.errors import UsageError
     from spicedsl.runtime.simulate import simulate as run
 
     model_ir = load_ir(model)
-    if model_ir.data_columns:
-        from spicedsl.errors import UsageError
-
-        columns = ", ".join(f"data.{c}" for c in model_ir.data_columns)
+    unmade = model_ir.data_columns + model_ir.offered
+    if unmade:
+        columns = ", ".join(f"data.{c}" for c in unmade)
         raise UsageError(f"simulate can only make rewards; it cannot make {columns}")
     n_actions = n_actions or model_ir.n_actions or 2
     if model_ir.n_actions is not None and n_actions != model_ir.n_actions:
-        from spicedsl.errors import UsageError
-
         raise UsageError(f"the model has {model_ir.n_actions} actions, not {n_actions}")
     from spicedsl.runtime.param_table import model_table, read_param_table, table_bounds
     from spicedsl.runtime.simulate import MAX_SIMULATION_BYTES, simulation_bytes
 
     needed = simulation_bytes(n_sessions, n_trials, n_actions, len(model_ir.states))
     if needed > MAX_SIMULATION_BYTES:
-        from spicedsl.errors import UsageError
         from spicedsl.files import size_text
 
         raise UsageError(

@@ -105,7 +105,17 @@ def _parser() -> argparse.ArgumentParser:
         "(same model, data and options)",
     )
     fit.add_argument(
-        "--validation", type=float, default=0.2, help="held-out session fraction (0.2)"
+        "--validation",
+        type=float,
+        default=0.2,
+        help="fraction of the sessions (of each session's trials with --holdout-last) that "
+        "choose the best epoch (0.2)",
+    )
+    _add_holdout_options(fit, "hold out from training and score at the end")
+    fit.add_argument(
+        "--no-rescale",
+        action="store_true",
+        help="read rewards as they are, not rescaled to [0, 1]",
     )
     fit.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
     fit.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -143,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         help="participants the model's participant table lacks: an error (the default), "
         "or the table's mean values",
     )
+    _add_holdout_options(evaluate, "score only these (the default: every trial)")
     _add_data_options(evaluate)
     return parser
 
@@ -159,6 +170,31 @@ def _seed(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"the seed must be a whole number from 0 to {MAX_SEED}")
     return value
+
+
+def _add_holdout_options(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--holdout",
+        action="append",
+        default=[],
+        metavar="COLUMN=V1,V2,...",
+        help=f"the sessions whose COLUMN (participant, session, or a column constant within "
+        f"sessions, such as a block) is one of these: {purpose} (repeatable)",
+    )
+    parser.add_argument(
+        "--holdout-last",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help=f"the end of every session, states carried over from its start: {purpose}; a "
+        "fraction of its trials below 1, else a number of trials",
+    )
+
+
+def _holdout(args: argparse.Namespace):
+    from spicedsl.splits import Holdout
+
+    return Holdout.parse(args.holdout, args.holdout_last)
 
 
 def _option_value(option):
@@ -267,7 +303,8 @@ def _separator(text: str | None) -> str | None:
 def _read_data(args: argparse.Namespace, model):
     from spicedsl.api import read_data
 
-    return read_data(args.data, model, **_data_options(args))
+    labels = _holdout(args).columns if hasattr(args, "holdout") else ()
+    return read_data(args.data, model, **_data_options(args), labels=labels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -436,6 +473,8 @@ def _fit(args: argparse.Namespace) -> int:
             model_path,
             data,
             validation=args.validation,
+            holdout=_holdout(args),
+            rescale=not args.no_rescale,
             seed=args.seed,
             threads=args.threads,
             device=args.device,
@@ -505,7 +544,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model_path = Path(args.model)
     data = _read_data(args, load_ir(model_path))
-    metrics = evaluate(model_path, data, args.unknown_participants)
+    holdout = _holdout(args)
+    scored = holdout if holdout.sessions or holdout.last else None
+    metrics = evaluate(model_path, data, args.unknown_participants, scored)
     if args.json:
         write_output(STDOUT, json.dumps(metrics) + "\n")
         return 0

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from spicedsl.columns import REWARD_COLUMN, REWARDS_COLUMN
 from spicedsl.printer import format_expr, polynomial
 from spicedsl.semantics.functions import output_range
 from spicedsl.source import Span
@@ -252,3 +253,30 @@ def _inside_bounds(param: ast.ParamDecl, value: float, digits: int) -> float:
             return rounded
     # The network pushed the param onto its bound: take the nearest value inside.
     return math.nextafter(low, high) if value <= low else math.nextafter(high, low)
+
+
+def rewards_rescaled(program: ast.Program, low: float, high: float) -> ast.Program:
+    """``program`` with every control that reads ``data.reward`` or ``data.rewards`` as it
+    is reading it rescaled from ``[low, high]`` to [0, 1] instead, as SPICE does.
+
+    >>> from spicedsl.printer import format_program
+    >>> from spicedsl.syntax.parser import parse
+    >>> text = "model m\\ncontrol c = data.reward\\ncontrol d = data.gain\\n"
+    >>> print(format_program(rewards_rescaled(parse(text), -10.0, 10.0)), end="")
+    model m
+    control c = (data.reward + 10) / 20
+    control d = data.gain
+    """
+
+    def scaled(stmt: ast.Statement) -> ast.Statement:
+        column = stmt.column if isinstance(stmt, ast.ControlDecl) else None
+        if column is None or column.id not in (REWARD_COLUMN, REWARDS_COLUMN):
+            return stmt
+        expr: ast.Expr = stmt.expr
+        if low:
+            expr = ast.BinOp("-" if low > 0 else "+", expr, ast.Number(abs(low)))
+        if high - low != 1:
+            expr = ast.BinOp("/", expr, ast.Number(high - low))
+        return replace(stmt, expr=expr)
+
+    return ast.Program(tuple(scaled(s) for s in program.statements), program.comments)

@@ -19,13 +19,14 @@ import torch
 from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery import discover_equations
+from spicedsl.discovery.candidates import OffPolicy, RecordedSessions, record_modules
 from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
-from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns
+from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, rewards_rescaled
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.mathtext import equations_latex
-from spicedsl.printer import format_program
+from spicedsl.printer import format_program, format_statement
 from spicedsl.runtime.batch import Batch, make_batch
 from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.metrics import chance_nll, choice_metrics
@@ -33,8 +34,11 @@ from spicedsl.runtime.network import BaseRNN
 from spicedsl.runtime.param_table import format_param_table, model_values
 from spicedsl.runtime.train import TrainingLog, train_network
 from spicedsl.runtime.weights import load_weights, save_weights
+from spicedsl.semantics.functions import MODULE_CLIP as CLIP
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import OPTIONS, FitSettings
+from spicedsl.splits import Holdout, Split, split_trials
+from spicedsl.syntax import ast
 
 
 @dataclass
@@ -80,12 +84,15 @@ class FitResult:
             f"{len(self.log.train_loss)} epochs ({self.timings.get('training_s', 0):.1f} s)"
             + (f", after {self.log.restarts} restarts from chance" if self.log.restarts else "")
         ]
-        header = f"# {'':10} {'split':10} {'NLL/trial':>10} {'accuracy':>9} {'AIC':>10} {'BIC':>10}"
-        lines.append(header)
+        lines.append(
+            f"# {'':10} {'split':10} {'trials':>7} {'NLL/trial':>10} {'likelihood':>10} "
+            f"{'accuracy':>9} {'AIC':>10} {'BIC':>10}"
+        )
         for stage, splits in self.metrics.items():
             for split, m in splits.items():
                 lines.append(
-                    f"# {stage:10} {split:10} {m['nll_per_trial']:10.5f} {m['accuracy']:9.4f} "
+                    f"# {stage:10} {split:10} {m['n_trials']:7d} {m['nll_per_trial']:10.5f} "
+                    f"{m['trial_likelihood']:10.5f} {m['accuracy']:9.4f} "
                     f"{m['aic']:10.1f} {m['bic']:10.1f}"
                 )
         return "\n".join(lines)
@@ -178,8 +185,7 @@ CHANCE_RESTARTS = 2
 def _train(
     new_network: Callable[[int], BaseRNN],
     full: Batch,
-    train_sessions: np.ndarray,
-    validation_sessions: np.ndarray,
+    split: Split,
     settings: FitSettings,
     device: str,
     progress: bool,
@@ -188,8 +194,8 @@ def _train(
     from ``new_network(1)``, ... (``CHANCE_RESTARTS`` at most) and keep the best."""
     on_device = _device(device)
     moved = full.to(on_device)
-    train = moved.predicting(train_sessions)
-    validation = moved.predicting(validation_sessions) if len(validation_sessions) else None
+    train = moved.predicting(split.train)
+    validation = moved.predicting(split.validation) if split.validation.any() else None
     monitored = validation if validation is not None else train
     chance = chance_nll(monitored)
     tried: list[tuple[BaseRNN, TrainingLog]] = []
@@ -220,17 +226,67 @@ def _restart_seed(seed: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
 
 
-def _fingerprint(
-    text: str, data: Dataset, validation: float, seed: int, settings: FitSettings
-) -> str:
+def _fingerprint(text: str, data: Dataset, options: list) -> str:
     """A digest of everything training depends on, to tell whether a checkpoint is this
     fit's."""
     digest = hashlib.sha256()
     digest.update(text.encode())
     for array in (data.choices, data.reward, data.lengths, data.participant_index):
         digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(json.dumps([validation, seed, asdict(settings)]).encode())
+    digest.update(json.dumps(options, default=repr).encode())
     return digest.hexdigest()
+
+
+def _rewards_rescaled(program: ast.Program, source, low: float, high: float) -> ast.Program:
+    """``program`` reading the rewards rescaled from ``[low, high]`` to [0, 1], with a note
+    that says how (see :func:`spicedsl.fitted.rewards_rescaled`)."""
+    scaled = rewards_rescaled(program, low, high)
+    changed = [
+        format_statement(new)[0]
+        for old, new in zip(program.statements, scaled.statements, strict=True)
+        if new != old
+    ]
+    if changed:
+        warnings.warn(
+            f"the rewards range over [{low:g}, {high:g}]; the model is fitted reading them "
+            f"rescaled to [0, 1]: {'; '.join(changed)} (--no-rescale reads them as they are)",
+            stacklevel=3,
+        )
+    return scaled
+
+
+# A learnable module whose output sits on the clip more often than this is noted.
+CLIPPED_SHARE = 0.01
+
+
+def _note_clipped_modules(net: BaseRNN, batch: Batch, trials: np.ndarray) -> None:
+    """Note each learnable module whose new values hit the clip on more than
+    ``CLIPPED_SHARE`` of its updates in the training trials."""
+    for name, samples in record_modules(net, batch, trials).items():
+        after = samples["after"]
+        clipped = np.mean(np.abs(after) >= CLIP) if after.size else 0.0
+        if clipped > CLIPPED_SHARE:
+            warnings.warn(
+                f"module '{name}' reaches the clip (±{CLIP:g}) on {clipped:.1%} of its updates "
+                "in the training trials: its values run away; consider an activation, or "
+                "rescaling what it reads",
+                stacklevel=3,
+            )
+
+
+def _equation_data(
+    model: ir.Model, data: Dataset, full: Batch, trials: np.ndarray
+) -> OffPolicy | RecordedSessions:
+    """What the equation stage runs the network on: off-policy sessions with rewards
+    like the data's, or the training trials themselves when the model reads data that
+    off-policy sessions cannot make (extra columns, the items offered)."""
+    if model.data_columns or model.offered:
+        return RecordedSessions(full, trials)
+    if data.reward_range is None:
+        return OffPolicy()
+    low, high = data.reward_range
+    observed = np.unique(data.reward[data.choices >= 0])
+    return OffPolicy(low, high, binary=len(observed) <= 2)
 
 
 CHECKPOINT_FILE = "training.json"
@@ -271,11 +327,13 @@ def fit(
     data: Dataset,
     *,
     validation: float = 0.2,
+    holdout: Holdout | None = None,
     seed: int = 0,
     threads: int = 1,
     device: str = "cpu",
     progress: bool = True,
     digits: int = 4,
+    rescale: bool = True,
     checkpoint: str | Path | None = None,
     resume: bool = False,
     **settings: float,
@@ -289,9 +347,13 @@ def fit(
     data : Dataset
         From :func:`spicedsl.runtime.data.load_dataset`.
     validation : float
-        Fraction of sessions held out from training (0.2 by default). They choose the
-        best epoch and give the validation metrics; equations are chosen by their BIC
-        on the training sessions.
+        Fraction of sessions held out from training (0.2 by default; of each session's
+        trials when the holdout takes the end of each session). They choose the best
+        epoch and give the validation metrics; equations are chosen by their BIC on the
+        training trials.
+    holdout : Holdout, optional
+        Trials held out from training and validation, to score the fit at the end (the
+        ``test`` metrics): whole sessions, or the end of each session.
     seed : int
         Seeds every random draw; the same seed gives the same result.
     threads : int
@@ -301,6 +363,10 @@ def fit(
         always runs on the CPU.
     digits : int
         Significant digits of the coefficients in the fitted model (1 to 17).
+    rescale : bool
+        When the data's rewards are not within [0, 1], fit the model with every control
+        that reads ``data.reward`` or ``data.rewards`` reading it rescaled to [0, 1], as
+        SPICE does; the fitted model says so in its text.
     checkpoint : str or Path, optional
         A folder where the trained network is saved (``network.npz``, ``training.json``)
         as soon as training ends, so that an interrupted or failed equation stage loses
@@ -313,6 +379,9 @@ def fit(
     """
     source = read_source(model)
     program = checked_program(source)
+    low_high = data.reward_range
+    if rescale and low_high is not None and not 0 <= low_high[0] <= low_high[1] <= 1:
+        program = _rewards_rescaled(program, source, *low_high)
     model_ir = lower(program, source)
     for name, value in settings.items():
         problem = OPTIONS[name].problem(value)
@@ -330,15 +399,20 @@ def fit(
     rng = np.random.default_rng(seed)
     timings: dict[str, float] = {}
 
-    individual = model_ir.embedding is not None or any(p.per_participant for p in model_ir.params)
-    train_sessions, validation_sessions = _split(
-        data, validation, rng, individual and len(data.participant_ids) > 1
-    )
-    full = make_batch(data, n_actions)
-    train = full.predicting(train_sessions)
-    held_out = full.predicting(validation_sessions) if len(validation_sessions) else None
-
     n_participants = len(data.participant_ids)
+    individual = model_ir.embedding is not None or any(p.per_participant for p in model_ir.params)
+    split = split_trials(data, validation, rng, individual and n_participants > 1, holdout)
+    full = make_batch(data, n_actions, model_ir.predicts_first_choice)
+    splits = {
+        name: full.predicting(mask)
+        for name, mask in (
+            ("train", split.train),
+            ("validation", split.validation),
+            ("test", split.test),
+        )
+        if mask.any()
+    }
+    train = splits["train"]
     for param in model_ir.params:
         if param.embedded and not param.per_participant and n_participants > 1:
             warnings.warn(
@@ -357,21 +431,32 @@ def fit(
         net.set_participant_values(table)
         return net
 
-    fingerprint = _fingerprint(source.text, data, validation, seed, fit_settings)
+    fingerprint = _fingerprint(
+        format_program(program), data, [validation, seed, asdict(fit_settings), holdout]
+    )
     start = time.perf_counter()
     if resume:
         net = new_network(0)
         log = read_checkpoint(checkpoint, net, fingerprint)
     else:
-        net, log = _train(
-            new_network, full, train_sessions, validation_sessions, fit_settings, device, progress
-        )
+        net, log = _train(new_network, full, split, fit_settings, device, progress)
         if checkpoint is not None:
             write_checkpoint(checkpoint, net, log, fingerprint)
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    final = discover_equations(net, program, source, model_ir, train, table, fit_settings, rng)
+    _note_clipped_modules(net, full, split.train)
+    final = discover_equations(
+        net,
+        program,
+        source,
+        model_ir,
+        train,
+        table,
+        fit_settings,
+        rng,
+        _equation_data(model_ir, data, full, split.train),
+    )
     discovered, params = final.equations, final.params
     columns = labels = None
     if n_participants > 1 and (
@@ -387,7 +472,6 @@ def fit(
     equation_net = network_class(fitted_ir)(n_actions, n_participants)
     equation_net.set_participant_values(columns or {})
 
-    splits = {"train": train, **({"validation": held_out} if held_out is not None else {})}
     n_weights = sum(p.numel() for p in net.parameters() if p.requires_grad)
     metrics = {
         "network": {k: choice_metrics(net, b, n_weights) for k, b in splits.items()},
@@ -397,11 +481,11 @@ def fit(
         },
     }
     for stage, results in metrics.items():
-        for split, values in results.items():
+        for name, values in results.items():
             if not math.isfinite(values["nll_per_trial"]):
                 model_kind = "trained network" if stage == "network" else "equation model"
                 raise FitError(
-                    f"the {model_kind}'s NLL on the {split} sessions is not finite, so its "
+                    f"the {model_kind}'s NLL on the {name} trials is not finite, so its "
                     "predictions are unusable"
                     + (f"; the trained network is saved in '{checkpoint}'" if checkpoint else "")
                 )
@@ -422,6 +506,8 @@ def fit(
         settings=fit_settings,
         options={
             "validation": validation,
+            "holdout": asdict(holdout) if holdout else None,
+            "rescale": rescale,
             "seed": seed,
             "threads": threads,
             "device": device,
@@ -437,35 +523,6 @@ def _check_actions(model: ir.Model, data: Dataset) -> int:
             f"the model has {model.n_actions} actions but the data has {data.n_actions}"
         )
     return model.n_actions or data.n_actions
-
-
-def _split(
-    data: Dataset, fraction: float, rng: np.random.Generator, within_participants: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation sessions: ``fraction`` of the sessions held out at random.
-
-    ``within_participants`` holds out that fraction of each participant's sessions
-    instead, so that every participant keeps training sessions: their own params and
-    embedding are learnt from them alone.
-    """
-    n = len(data.session_ids)
-    if not 0 <= fraction < 1:
-        raise UsageError(f"the validation fraction must be in [0, 1), not {fraction}")
-    groups = (
-        [np.flatnonzero(data.participant_index == p) for p in range(len(data.participant_ids))]
-        if within_participants
-        else [np.arange(n)]
-    )
-    held = np.concatenate(
-        [rng.permutation(g)[: int(round(fraction * len(g)))] for g in groups] + [[]]
-    ).astype(int)
-    if fraction and (len(held) == 0 or len(held) == n):
-        sessions = "each participant's sessions" if within_participants else f"{n} sessions"
-        raise UsageError(
-            f"cannot hold out {fraction:g} of {sessions} for validation; "
-            "pass --validation 0 to use them all for training"
-        )
-    return np.setdiff1d(np.arange(n), held), np.sort(held)
 
 
 def _device(name: str) -> torch.device:

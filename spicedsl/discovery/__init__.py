@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from spicedsl import ir
-from spicedsl.discovery.candidates import equation_candidates
+from spicedsl.discovery.candidates import OffPolicy, RecordedSessions, equation_candidates
 from spicedsl.discovery.refit import Refit, Refitter
 from spicedsl.discovery.selection import select_equations
 from spicedsl.runtime.batch import Batch
@@ -31,6 +31,7 @@ def discover_equations(
     table: dict[str, list[float]],
     settings: FitSettings,
     rng: np.random.Generator,
+    data: OffPolicy | RecordedSessions,
 ) -> Refit:
     """The equations of the learnable modules of ``net`` and the params refit with them.
 
@@ -50,8 +51,10 @@ def discover_equations(
         The fit's settings (off-policy sessions for the equation data).
     rng : numpy.random.Generator
         Draws the off-policy sessions.
+    data : OffPolicy or RecordedSessions
+        What the network is run on to record its modules' updates.
     """
-    candidates = equation_candidates(net, model, settings, rng, net.n_participants)
+    candidates = equation_candidates(net, model, settings, rng, data)
     refitter = Refitter(program, source, net, model, train, table)
     chosen = select_equations(candidates, lambda equations: refitter.refit(equations).bic)
     return refitter.drop_participant_terms(refitter.refit(chosen))

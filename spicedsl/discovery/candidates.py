@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pysindy as ps
@@ -25,6 +25,26 @@ from spicedsl.runtime.network import BaseRNN, ModuleSpec
 from spicedsl.settings import FitSettings
 
 
+@dataclass(frozen=True)
+class OffPolicy:
+    """The rewards of off-policy sessions, in the data's own units: ``low`` or ``high``
+    (a Bernoulli draw) when the data's rewards are ``binary``, else anywhere between
+    (the drifting reward probability itself, scaled)."""
+
+    low: float = 0.0
+    high: float = 1.0
+    binary: bool = True
+
+
+@dataclass(frozen=True)
+class RecordedSessions:
+    """The equation data from real sessions: ``trials``, a ``(sessions, trials)`` mask of
+    the sessions of ``batch``."""
+
+    batch: Batch
+    trials: np.ndarray
+
+
 def offpolicy_batch(
     n_actions: int,
     n_sessions: int,
@@ -33,23 +53,25 @@ def offpolicy_batch(
     rng: np.random.Generator,
     participants: np.ndarray | None = None,
     sigma: float = 0.2,
+    rewards: OffPolicy = OffPolicy(),
 ) -> Batch:
     """Sessions in which each action is chosen ``repeat`` times in a row, in turn.
 
-    Rewards come from a drifting bandit. ``participants`` gives the participant index
-    of each session (all 0 by default).
+    Rewards come from a drifting bandit, as ``rewards`` says. ``participants`` gives the
+    participant index of each session (all 0 by default).
     """
     choices = (np.arange(n_trials) // repeat) % n_actions
     choices = np.broadcast_to(choices, (n_sessions, n_trials))
     # Start each session at a different action, so every action is seen fresh.
     choices = (choices + np.arange(n_sessions)[:, None]) % n_actions
     probabilities = drifting_reward_probabilities(rng, n_sessions, n_trials, n_actions, sigma)
-    rewards = draw_rewards(rng, probabilities)
+    drawn = draw_rewards(rng, probabilities) if rewards.binary else probabilities
+    values = (rewards.low + (rewards.high - rewards.low) * drawn).astype(np.float32)
     choice_tensor = torch.as_tensor(choices.T.copy())
     chosen = torch.nn.functional.one_hot(choice_tensor, n_actions).bool()
-    reward_chosen = np.take_along_axis(rewards, choices[..., None], axis=-1)[..., 0]
-    reward_tensor = torch.as_tensor(reward_chosen.T.copy(), dtype=torch.float32).unsqueeze(-1)
-    all_rewards = torch.as_tensor(rewards.transpose(1, 0, 2).copy(), dtype=torch.float32)
+    reward_chosen = np.take_along_axis(values, choices[..., None], axis=-1)[..., 0]
+    reward_tensor = torch.as_tensor(reward_chosen.T.copy()).unsqueeze(-1)
+    all_rewards = torch.as_tensor(values.transpose(1, 0, 2).copy())
     trials = [{"reward": reward_tensor[t], "rewards": all_rewards[t]} for t in range(n_trials)]
     if participants is None:
         participants = np.zeros(n_sessions, dtype=np.int64)
@@ -57,11 +79,14 @@ def offpolicy_batch(
     return Batch(trials, chosen, targets, torch.as_tensor(participants, dtype=torch.long))
 
 
-def record_modules(net: BaseRNN, batch: Batch) -> dict[str, dict[str, np.ndarray]]:
+def record_modules(
+    net: BaseRNN, batch: Batch, trials: np.ndarray | None = None
+) -> dict[str, dict[str, np.ndarray]]:
     """Run ``net`` on ``batch`` and return, per learnable module, float64 arrays
-    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k) and ``participant`` (n,)."""
+    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k) and ``participant`` (n,) of the
+    ``(sessions, trials)`` that ``trials`` marks (all by default)."""
     net.eval()
-    net.start_recording()
+    net.start_recording(None if trials is None else torch.as_tensor(np.ascontiguousarray(trials.T)))
     try:
         with torch.no_grad():
             net(batch.trials, batch.chosen, batch.participants)
@@ -209,9 +234,10 @@ def equation_candidates(
     model: ir.Model,
     settings: FitSettings,
     rng: np.random.Generator,
-    n_participants: int = 1,
+    data: OffPolicy | RecordedSessions,
 ) -> dict[str, list[DiscoveredEquation]]:
-    """Candidate sparse equations of each learnable module, from off-policy sessions.
+    """Candidate sparse equations of each learnable module, from what the network does
+    in off-policy sessions (or in the real sessions ``data`` names).
 
     A module that reads the participant embedding (when there are several participants)
     also gets the structures found in each participant's samples alone, and every
@@ -219,16 +245,21 @@ def equation_candidates(
     """
     if not model.learned_modules:
         return {}
-    participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
-    batch: Batch = offpolicy_batch(
-        net.n_actions,
-        len(participants),
-        settings.sindy_trials,
-        settings.sindy_repeat,
-        rng,
-        participants,
-    )
-    recordings = record_modules(net, batch)
+    n_participants = net.n_participants
+    if isinstance(data, RecordedSessions):
+        recordings = record_modules(net, data.batch, data.trials)
+    else:
+        participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
+        batch = offpolicy_batch(
+            net.n_actions,
+            len(participants),
+            settings.sindy_trials,
+            settings.sindy_repeat,
+            rng,
+            participants,
+            rewards=data,
+        )
+        recordings = record_modules(net, batch)
     candidates = {}
     for module in model.learned_modules:
         spec, samples = net.module_specs[module.name], recordings[module.name]

@@ -37,16 +37,23 @@ class Batch:
             participants=self.participants.to(device),
         )
 
-    def predicting(self, sessions: np.ndarray) -> Batch:
-        """The same sessions, with only the choices of ``sessions`` to predict.
+    def predicting(self, trials: np.ndarray) -> Batch:
+        """The same sessions, with only the choices of ``trials`` to predict.
 
-        The network still runs over every session (their trials are shared, not
-        copied), so one forward pass serves a training and a validation split.
+        ``trials`` is a ``(sessions, trials)`` boolean mask, as the dataset lays them out
+        (see :mod:`spicedsl.splits`). The network still runs over every trial of every
+        session (the inputs are shared, not copied), so one forward pass serves several
+        splits, and held-out trials at the end of a session start from the states the
+        earlier trials left.
         """
-        keep = torch.zeros(self.targets.shape[1], dtype=torch.bool, device=self.targets.device)
-        keep[torch.as_tensor(sessions, dtype=torch.long, device=keep.device)] = True
+        keep = torch.as_tensor(np.ascontiguousarray(trials.T), device=self.targets.device)
         targets = torch.where(keep, self.targets, IGNORE)
         return Batch(self.trials, self.chosen, targets, self.participants)
+
+    @property
+    def n_predicted(self) -> int:
+        """The number of choices to predict."""
+        return int((self.targets != IGNORE).sum())
 
 
 def make_batch(

@@ -14,10 +14,12 @@ from spicedsl.runtime.network import BaseRNN
 def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float]:
     """Per-trial metrics of ``net`` on ``batch``.
 
-    Every trial from the second of its session on is predicted from the trials before
-    it. ``nll_per_trial`` is the mean negative log-likelihood of those choices;
-    ``aic = 2 k + 2 NLL`` and ``bic = k ln(n) + 2 NLL`` with the summed NLL, ``k =
-    n_params`` and ``n = n_trials``.
+    Each target choice of ``batch`` is predicted from the trials before it.
+    ``nll_per_trial`` is the mean negative log-likelihood of those choices, and
+    ``trial_likelihood`` the exponential of minus that (the geometric mean of the
+    probabilities given to the choices: the "normalised likelihood" of disRNN, SPICE and
+    CogFunSearch); ``aic = 2 k + 2 NLL`` and ``bic = k ln(n) + 2 NLL`` with the summed
+    NLL, ``k = n_params`` and ``n = n_trials``, the number of predicted choices.
     """
     logits, picked, valid = _predictions(net, batch)
     n = int(valid.sum())
@@ -27,6 +29,7 @@ def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float
     correct = int((logits.argmax(-1) == batch.targets)[valid].sum())
     return {
         "nll_per_trial": total / n,
+        "trial_likelihood": math.exp(-total / n),
         "accuracy": correct / n,
         "n_trials": n,
         "n_params": n_params,
@@ -36,8 +39,12 @@ def choice_metrics(net: BaseRNN, batch: Batch, n_params: int) -> dict[str, float
 
 
 def chance_nll(batch: Batch) -> float:
-    """The NLL per trial of guessing: a uniform choice among the actions."""
-    return math.log(batch.chosen.shape[-1])
+    """The NLL per predicted trial of guessing: a uniform choice among the actions
+    offered."""
+    if "offered" not in batch.trials[0]:
+        return math.log(batch.chosen.shape[-1])
+    offered = torch.stack([trial["offered"].sum(-1) for trial in batch.trials])
+    return float(torch.log(offered[batch.targets != IGNORE].double()).mean())
 
 
 def participant_nll(

@@ -266,8 +266,12 @@ class BaseRNN(nn.Module):
         self.recordings: dict[str, Recording] | None = None
         self._embedded: torch.Tensor | None = None
         self._participants: torch.Tensor | None = None
-        # Inside forward(): (batch, 1), whether each session's current trial has a choice.
+        # Inside forward(): the current trial, and (batch, 1) whether each session's current
+        # trial has a choice.
+        self._trial = 0
         self._present: torch.Tensor | None = None
+        # While recording: (trials, batch, 1), the entries to record; None for all.
+        self._recorded_trials: torch.Tensor | None = None
         # Set only inside running(): each param's value and each module's hidden bias.
         self._param_values: dict[str, torch.Tensor] | None = None
         self._hidden_biases: dict[str, torch.Tensor] | None = None
@@ -461,7 +465,7 @@ class BaseRNN(nn.Module):
             history: dict[str, list[torch.Tensor]] = {name: [] for name in self.states}
             for t, (data, chosen_now) in enumerate(zip(trials, chosen.unbind(0), strict=True)):
                 logits.append(self.trial_logits(state, data, batch_size))
-                self._present = present[t]
+                self._trial, self._present = t, present[t]
                 new_state = self.update(state, data, chosen_now)
                 if some_absent[t]:
                     new_state = {
@@ -479,11 +483,15 @@ class BaseRNN(nn.Module):
         return stacked
 
     # -- recording for the equation stage ------------------------------------------------
-    def start_recording(self) -> None:
+    def start_recording(self, trials: torch.Tensor | None = None) -> None:
+        """Record what the learnable modules do in the next :meth:`forward`: on the
+        ``(trials, batch)`` entries ``trials`` marks, or on every trial."""
         self.recordings = {name: Recording([], [], [], []) for name in self.module_specs}
+        self._recorded_trials = None if trials is None else trials.unsqueeze(-1)
 
     def stop_recording(self) -> dict[str, Recording]:
         recordings, self.recordings = self.recordings or {}, None
+        self._recorded_trials = None
         return recordings
 
     def _record(
@@ -497,6 +505,8 @@ class BaseRNN(nn.Module):
         selected = torch.ones_like(before, dtype=torch.bool) if mask is None else mask
         if self._present is not None:  # a trial without a choice updates nothing
             selected = selected & self._present
+        if self._recorded_trials is not None:
+            selected = selected & self._recorded_trials[self._trial]
         selected = selected.expand_as(before)
         record = self.recordings[name]
         record.before.append(before[selected].detach())
