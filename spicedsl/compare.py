@@ -406,7 +406,7 @@ def compare(
         except KeyboardInterrupt:
             raise Interrupted(len(results), len(jobs), out) from None
     if failed:
-        kept = f"; the other results are in {out}" if out else ""
+        kept = f"; the {len(results)} finished ones are in {out}" if out and results else ""
         raise FitError(f"{len(failed)} of {len(jobs)} fits failed{kept}:\n  " + "\n  ".join(failed))
     comparison = summarise(candidates, results, data, folds, by, seed)
     if out is not None:

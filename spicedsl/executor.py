@@ -83,8 +83,6 @@ def run_task(function: Callable[..., object], arguments: tuple):
 class Executor:
     """Runs tasks in this process, one after the other."""
 
-    name = "this process"
-
     def shared(self, value: object) -> object:
         """``value``, made ready to be an argument of many tasks (sent once)."""
         return value
@@ -103,9 +101,8 @@ class Executor:
 class DaskExecutor(Executor):
     """Runs tasks on a Dask cluster through ``client`` (a ``distributed.Client``)."""
 
-    def __init__(self, client, name: str) -> None:
+    def __init__(self, client) -> None:
         self.client = client
-        self.name = name
 
     def shared(self, value: object) -> object:
         """A future of ``value``: workers fetch it once each, and the scheduler makes it
@@ -113,6 +110,7 @@ class DaskExecutor(Executor):
         return self.client.submit(_identity, value, pure=False)
 
     def run(self, tasks: Sequence[Task], progress: bool = True) -> Iterator[Outcome]:
+        from distributed import TimeoutError as WaitTimeout
         from distributed import wait
 
         futures = {
@@ -128,7 +126,7 @@ class DaskExecutor(Executor):
                 bar.show(running=min(len(pending), self._threads()))
                 try:
                     done, pending = wait(pending, timeout=REFRESH_S, return_when="FIRST_COMPLETED")
-                except TimeoutError:
+                except WaitTimeout:
                     continue
                 for future in done:
                     outcome = self._outcome(futures[future], future)
@@ -145,8 +143,10 @@ class DaskExecutor(Executor):
     def _outcome(task: Task, future) -> Outcome:
         if future.status == "finished":
             return Outcome(task, *future.result())
-        error = future.exception() if future.status == "error" else future.status
-        return Outcome(task, None, f"{type(error).__name__}: {error}", 0.0, "")
+        if future.status == "error":
+            error = future.exception()
+            return Outcome(task, None, f"{type(error).__name__}: {error}", 0.0, "")
+        return Outcome(task, None, f"the task was {future.status}", 0.0, "")
 
 
 def _identity(value: object) -> object:
@@ -203,14 +203,14 @@ def open_executor(workers: int | None = None, cluster: str | None = None) -> Ite
         raise UsageError("a running scheduler has its own workers; leave out --workers")
     with _quiet_dask():
         if cluster is None:
-            made, name = _local_cluster(workers), "a local Dask cluster"
+            made = _local_cluster(workers)
         elif cluster == "slurm":
-            made, name = _slurm_cluster(workers), "SLURM through dask-jobqueue"
+            made = _slurm_cluster(workers)
         else:
-            made, name = None, f"the Dask scheduler at {cluster}"
+            made = None
         try:
             with _client(made if made is not None else cluster) as client:
-                yield DaskExecutor(client, name)
+                yield DaskExecutor(client)
         finally:
             if made is not None:
                 made.close()

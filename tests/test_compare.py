@@ -283,3 +283,19 @@ def test_slurm_without_dask_jobqueue_says_what_to_install(monkeypatch):
         open_executor(cluster="slurm"),
     ):
         pass
+
+
+def test_failed_fits_are_listed_logged_and_not_saved(tmp_path):
+    data, _ = api.simulate(ROOT / "examples" / "q_learning.spice", 4, 5)
+    data.to_csv(tmp_path / "data.csv")
+    out = tmp_path / "out"
+    result = spicedsl(
+        *["compare", MODELS[0], str(tmp_path / "data.csv"), "--folds", "2", "--workers", "0"],
+        *["--validation", "0.9", "-o", str(out), "-q"],
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert_no_traceback(result)
+    assert "error: 2 of 2 fits failed:\n" in result.stderr
+    assert "q_learning_params fold 1: error: cannot hold out 0.9 of 2 sessions" in result.stderr
+    assert [e["event"] for e in log_runs(out)[-1]].count("failed") == 2
+    assert not list(out.glob(f"*/fold-*/{RESULT_FILE}"))
