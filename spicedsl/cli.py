@@ -37,6 +37,7 @@ discovered equations back in the same language.
   spicedsl simulate model.spice -o data.csv
   spicedsl fit model.spice data.csv -o results/
   spicedsl evaluate model.spice data.csv
+  spicedsl compare a.spice b.spice data.csv --folds 5 -o comparison/
   spicedsl plot model.spice data.csv --session 1 --fitted results/ -o session.png
 """
 
@@ -122,13 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--device", default="cpu", help="train on cpu (default) or cuda")
     fit.add_argument("--digits", type=int, default=4, help="significant digits printed (4)")
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    for name, option in OPTIONS.items():
-        fit.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            type=_option_value(option),
-            help=option.help + " (overrides the model file)",
-        )
+    _add_fit_settings(fit)
     _add_data_options(fit)
 
     plot = commands.add_parser("plot", help="draw one session: choices, probabilities, states")
@@ -155,6 +150,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_holdout_options(evaluate, "score only these (the default: every trial)")
     _add_data_options(evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="cross-validate models: held-out NLL, BIC, best per participant"
+    )
+    compare.add_argument(
+        "files", nargs="+", metavar="MODEL ... DATA", help="model files, then the data file"
+    )
+    compare.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
+    compare.add_argument(
+        "--by",
+        choices=("session", "participant"),
+        default="session",
+        help="deal sessions (default) or participants into the folds",
+    )
+    compare.add_argument(
+        "-o", "--output", metavar="OUTDIR", help="write each fold's fit and the table; resume"
+    )
+    compare.add_argument("--json", action="store_true", help="print the table as JSON")
+    compare.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes: of the local cluster (default: one per core), of SLURM; "
+        "0 runs every fit in this process",
+    )
+    compare.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="a running Dask scheduler (tcp://HOST:8786), or 'slurm' (dask-jobqueue)",
+    )
+    compare.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
+    compare.add_argument(
+        "--validation", type=float, default=0.2, help="held-out fraction of training (0.2)"
+    )
+    compare.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    _add_fit_settings(compare)
+    _add_data_options(compare)
     return parser
 
 
@@ -195,6 +226,16 @@ def _holdout(args: argparse.Namespace):
     from spicedsl.splits import Holdout
 
     return Holdout.parse(args.holdout, args.holdout_last)
+
+
+def _add_fit_settings(parser: argparse.ArgumentParser) -> None:
+    for name, option in OPTIONS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_option_value(option),
+            help=option.help + " (overrides the model file)",
+        )
 
 
 def _option_value(option):
@@ -563,6 +604,54 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from spicedsl.api import read_data
+    from spicedsl.compare import Interrupted, compare, read_candidates
+    from spicedsl.frontend import load_ir
+
+    *models, data_path = args.files
+    if not models:
+        raise UsageError("compare needs model files and then a data file")
+    data = read_data(data_path, *(load_ir(Path(m)) for m in models), **_data_options(args))
+    candidates = read_candidates(models, data)
+    settings = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    try:
+        comparison = compare(
+            candidates,
+            data,
+            folds=args.folds,
+            by=args.by,
+            seed=args.seed,
+            outdir=args.output,
+            workers=args.workers,
+            cluster=args.cluster,
+            progress=not args.quiet,
+            validation=args.validation,
+            **settings,
+        )
+    except Interrupted as stop:
+        if stop.outdir is None:
+            raise
+        print(
+            f"interrupted; {stop.finished} of {stop.total} fits are saved in {stop.outdir}\n"
+            "hint: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if args.json:
+        print(json.dumps(comparison.to_json()))
+    else:
+        sys.stdout.write(comparison.text())
+    if args.output:
+        print(
+            f"wrote {args.output}: compare.txt, compare.json, compare.html, a folder per model",
+            file=sys.stderr,
+        )
+    return 0
+
+
 _COMMANDS = {
     "check": _check,
     "fmt": _fmt,
@@ -571,6 +660,7 @@ _COMMANDS = {
     "fit": _fit,
     "evaluate": _evaluate,
     "plot": _plot,
+    "compare": _compare,
 }
 
 

@@ -29,6 +29,7 @@ from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.network import BaseRNN
 
 if TYPE_CHECKING:
+    from spicedsl.compare import Comparison
     from spicedsl.fitting import FitResult
     from spicedsl.runtime.train import TrainingLog
 
@@ -543,3 +544,49 @@ def plot_command(
     fig = session_figure(models, dataset, session)
     write_output(output, figure_png(fig))
     return Path(output)
+
+
+def comparison_figure(comparison: Comparison) -> Figure:
+    """The models of ``spicedsl compare``, in rank order: each fold's held-out NLL per
+    trial with the mean and its standard error, and (with two models or more) each
+    participant's held-out NLL per trial minus that under the best-ranked model.
+
+    The axes are labelled ``folds`` and ``participants``; in the second, each model but
+    the best has a line of points, labelled with its name, whose y data are the
+    differences.
+    """
+    from spicedsl.compare import mean_se
+
+    models = comparison.models
+    names = [m.name for m in models]
+    panels = 2 if len(models) > 1 else 1
+    fig = _new_figure((4.2 * panels + 0.3 * len(models), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, panels, squeeze=False)).ravel()
+    positions = np.arange(len(models))
+    rng = np.random.default_rng(0)
+    folds = axes[0]
+    folds.set_label("folds")
+    for x, model in zip(positions, models, strict=True):
+        mean, se = mean_se(model.nll)
+        folds.plot(x + rng.uniform(-0.12, 0.12, len(model.nll)), model.nll, "o", color="0.6")
+        folds.errorbar(x, mean, yerr=se, fmt="D", color="tab:blue", capsize=4)
+    folds.set_title("held-out NLL per trial, by fold", fontsize="small")
+    folds.set_ylabel("NLL per trial (mean ± s.e.)")
+    if panels == 2:
+        best = names[0]
+        differences = axes[1]
+        differences.set_label("participants")
+        for x, name in zip(positions[1:], names[1:], strict=True):
+            ys = np.array([own[name] - own[best] for own in comparison.participants.values()])
+            differences.boxplot(
+                ys, positions=[x], widths=0.5, showfliers=False, medianprops={"color": "0.3"}
+            )
+            xs = x + rng.uniform(-0.15, 0.15, len(ys))
+            differences.plot(xs, ys, "o", color="tab:orange", alpha=0.7, markersize=4, label=name)
+        differences.axhline(0, color="black", linewidth=0.8)
+        differences.set_title(f"per participant, minus {best}", fontsize="small")
+        differences.set_ylabel("difference of held-out NLL per trial")
+    for ax in axes:
+        ax.set_xticks(positions, names, rotation=20, ha="right", fontsize="small")
+        ax.set_xlim(-0.6, len(models) - 0.4)
+    return fig

@@ -5,7 +5,7 @@ browsers render natively) beside the model language text, and its style inline. 
 shows the discovered equations, the fitted model, the metrics of the network and of the
 equation model, the loss curves, a few sessions as :func:`spicedsl.plots.session_figure`
 draws them and, when the network tells participants apart, the per-participant
-coefficients.
+coefficients. ``compare.html`` shows a model comparison in the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from spicedsl.mathtext import equation_mathml
 
 if TYPE_CHECKING:
+    from spicedsl.compare import Comparison
     from spicedsl.fitting import FitResult
     from spicedsl.runtime.data import Dataset
 
@@ -187,4 +188,66 @@ def write_report(
     from spicedsl.files import write_atomic
 
     write_atomic(path, report_html(result, dataset, sessions))
+    return Path(path)
+
+
+def comparison_html(comparison: Comparison) -> str:
+    """The text of ``compare.html`` for ``spicedsl compare`` (see
+    :func:`write_comparison_report`)."""
+    from spicedsl import __version__, plots
+    from spicedsl.compare import mean_se
+
+    n = len(comparison.participants)
+    rows = [
+        "<tr><th>rank</th><th>model</th><th>held-out NLL per trial</th>"
+        "<th>trial likelihood</th><th>BIC (training folds)</th><th>best for</th></tr>"
+    ]
+    for m in comparison.models:
+        (nll, nll_se), (likelihood, likelihood_se) = mean_se(m.nll), mean_se(m.likelihood)
+        rows.append(
+            f"<tr><td>{m.rank}</td><td><code>{html.escape(m.name)}</code></td>"
+            f"<td>{nll:.4f} ± {nll_se:.4f}</td><td>{likelihood:.4f} ± {likelihood_se:.4f}</td>"
+            f"<td>{sum(m.bic) / len(m.bic):.1f}</td><td>{m.best_for} of {n}</td></tr>"
+        )
+    names = [m.name for m in comparison.models]
+    people = ["<tr><th>participant</th>" + "".join(f"<th>{html.escape(x)}</th>" for x in names)]
+    for label, own in comparison.participants.items():
+        best = min(names, key=own.__getitem__)
+        cells = "".join(
+            f"<td>{'<b>' if x == best else ''}{own[x]:.4f}{'</b>' if x == best else ''}</td>"
+            for x in names
+        )
+        people.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    figure = plots.figure_png(plots.comparison_figure(comparison))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>spicedsl compare</title><style>{_STYLE}</style></head><body>",
+        "<h1>Model comparison</h1>",
+        f"<p>{comparison.folds}-fold cross-validation over {comparison.by}s: "
+        f"{html.escape(comparison.described())}. "
+        "Each model was fitted to the other folds and scored on each fold's held-out "
+        f"sessions. spicedsl {__version__}.</p>",
+        '<table id="comparison">' + "".join(rows) + "</table>",
+        "<p>Held-out NLL per predicted trial and trial likelihood exp(−NLL per trial): mean "
+        "± standard error over the folds; lower NLL is better, and ranks the models. BIC: "
+        "of each fold's fitted model on its training folds, mean over the folds. Best for: "
+        "the participants whose held-out NLL per trial, pooled over the folds, is lowest "
+        "under the model.</p>",
+        "<h2>Folds and participants</h2>",
+        _image(figure, "held-out NLL by fold and per participant", "comparison-figure"),
+        "<h2>Each participant's held-out NLL per trial</h2>",
+        "<p>Pooled over the folds; the best model of each participant in bold.</p>",
+        '<table id="participants">' + "".join(people) + "</table>",
+        "</body></html>\n",
+    ]
+    return "\n".join(parts)
+
+
+def write_comparison_report(comparison: Comparison, path: str | Path) -> Path:
+    """Write ``compare.html``, self-contained like ``report.html``, atomically."""
+    from spicedsl.files import write_atomic
+
+    write_atomic(path, comparison_html(comparison))
     return Path(path)

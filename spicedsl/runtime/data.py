@@ -28,7 +28,7 @@ import re
 import warnings
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Protocol
 
@@ -186,6 +186,46 @@ class Dataset:
     def n_missed(self) -> int:
         """Number of missed trials: real trials without a choice."""
         return int((self.mask & (self.choices < 0)).sum())
+
+    def subset(self, sessions: Sequence[int]) -> Dataset:
+        """The sessions at the indices ``sessions``, in that order, as a Dataset.
+
+        Participants are numbered anew: :attr:`participant_ids` keeps those who have a
+        session in the subset, in their original order, so that a model fitted to the
+        subset learns no values for participants it never saw. Match participants
+        across subsets by label. The padding shrinks to the longest session kept.
+
+        >>> data = Dataset(np.array([[0, 1], [1, 0], [0, -1]]), np.zeros((3, 2)), None, {},
+        ...     np.array([2, 2, 1]), ("a", "b", "c"), np.array([0, 1, 0]), ("p", "q"), 2, 0, None)
+        >>> part = data.subset([2])
+        >>> part.choices, part.session_ids, part.participant_ids, part.participant_index
+        (array([[0]]), ('c',), ('p',), array([0]))
+        """
+        index = np.asarray(sessions, dtype=np.int64)
+        width = int(self.lengths[index].max(initial=0))
+        kept = np.unique(self.participant_index[index])
+        renumber = np.full(len(self.participant_ids), -1, dtype=np.int64)
+        renumber[kept] = np.arange(len(kept))
+
+        def trials(values: np.ndarray) -> np.ndarray:
+            return values[index, :width]
+
+        return replace(
+            self,
+            choices=trials(self.choices),
+            reward=trials(self.reward),
+            rewards=None if self.rewards is None else trials(self.rewards),
+            offered=None if self.offered is None else trials(self.offered),
+            inputs={name: trials(values) for name, values in self.inputs.items()},
+            lengths=self.lengths[index],
+            session_ids=tuple(self.session_ids[i] for i in index),
+            participant_index=renumber[self.participant_index[index]],
+            participant_ids=tuple(self.participant_ids[i] for i in kept),
+            session_labels={
+                name: tuple(labels[i] for i in index)
+                for name, labels in self.session_labels.items()
+            },
+        )
 
     def to_csv(self, path: str | os.PathLike[str], *, sep: str = ",") -> None:
         """Write the trials in the standard layout.
