@@ -122,6 +122,7 @@ class FitResult:
             "n_actions": self.n_actions,
             "equations": {name: str(expr) for name, expr in self.equations.items()},
             "equation_samples": {name: eq.n_samples for name, eq in self.discovered.items()},
+            "equation_terms": {name: eq.n_coefficients for name, eq in self.discovered.items()},
             "params": self.params,
             "participants": (
                 {

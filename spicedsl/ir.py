@@ -34,6 +34,22 @@ def column_of(symbol: sympy.Symbol) -> str | None:
     return symbol.name[len(DATA_PREFIX) :] if symbol.name.startswith(DATA_PREFIX) else None
 
 
+def vector_symbol(values: tuple[float, ...]) -> sympy.Symbol:
+    """The sympy symbol of a per-action constant (no model name has brackets).
+
+    >>> vector_symbol((-1.0, 1.0)), vector_of(vector_symbol((-1.0, 1.0)))
+    ([-1.0, 1.0], (-1.0, 1.0))
+    """
+    return symbol("[" + ", ".join(repr(float(v)) for v in values) + "]")
+
+
+def vector_of(symbol: sympy.Symbol) -> tuple[float, ...] | None:
+    """The values of a per-action constant's symbol, or None for any other symbol."""
+    if not symbol.name.startswith("["):
+        return None
+    return tuple(float(v) for v in symbol.name[1:-1].split(","))
+
+
 @dataclass(frozen=True)
 class State:
     name: str
@@ -188,11 +204,22 @@ class Model:
         return any(REWARDS_COLUMN in c.columns for c in self.controls)
 
     @cached_property
+    def vectors(self) -> tuple[sympy.Symbol, ...]:
+        """The per-action constants (:func:`vector_symbol`) the model's expressions use."""
+        exprs = [self.logits, *(c.expr for c in self.controls)]
+        exprs += [m.expr for m in self.modules if isinstance(m, EquationModule)]
+        exprs += [m.filter.condition for m in self.modules if m.filter.condition is not None]
+        found = {s for e in exprs for s in e.free_symbols if vector_of(s) is not None}
+        return tuple(sorted(found, key=lambda s: s.name))
+
+    @cached_property
     def predicts_first_choice(self) -> bool:
-        """True when the choice rule reads something seen before the choice: then even
-        the first choice of a session can be told from a guess."""
+        """True when the choice rule reads something seen before the choice, or a
+        per-action constant: then even the first choice of a session can be told from a
+        guess."""
         controls = {c.name for c in self.controls if c.before_choice}
-        return any(s.name in controls for s in self.logits.free_symbols)
+        read = self.logits.free_symbols
+        return any(s.name in controls or vector_of(s) is not None for s in read)
 
     @cached_property
     def is_generative(self) -> bool:

@@ -62,6 +62,8 @@ def _expr(expr: ast.Expr) -> str:
         return expr.id
     if isinstance(expr, ast.Column):
         return f"data.{expr.name.id}"
+    if isinstance(expr, ast.Vector):
+        return "[" + ", ".join(format_number(v.value) for v in expr.values) + "]"
     if isinstance(expr, ast.Call):
         return f"{expr.func.id}({', '.join(_expr(a) for a in expr.args)})"
     if isinstance(expr, ast.Neg):

@@ -257,3 +257,33 @@ def test_a_discovery_model_on_offered_items_fits_from_its_own_sessions(pairs):
 def test_a_model_with_offered_items_cannot_be_simulated():
     with pytest.raises(SpiceError, match="cannot make data.option_a, data.option_b"):
         api.simulate(PAIRS_MODEL, 2, 10)
+
+
+def test_a_per_action_constant_biases_every_choice_the_first_included(tmp_path):
+    text = (
+        "model side\nactions 2\nstate x = 0.5\ncontrol c_reward = data.reward\n"
+        "module m updates x when chosen\n    m = x + 0.3 * (c_reward - x)\n"
+        "param bias = 0.5\nlogits = 3 * x + bias * [-1, 1]\n"
+    )
+    data, _ = api.simulate(ROOT / "examples" / "q_learning.spice", 4, 10, seed=2)
+    net = api.load_model(text)
+    batch = make_batch(data, 2)
+    with torch.no_grad():
+        first = torch.softmax(net(batch.trials, batch.chosen, batch.participants)[0], -1)
+    # logits (-0.5, 0.5) on top of equal values: P(action 1) = sigmoid(1)
+    torch.testing.assert_close(first[:, 1], torch.full((4,), 1 / (1 + math.exp(-1))))
+    assert api.evaluate(text, data)["n_trials"] == 40  # first choices are predicted too
+
+
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("x + [1, 2, 3]", "has 3 values, but the model has 2 actions"),
+        ("x + [a, 1]", "unexpected 'a'"),
+    ],
+)
+def test_per_action_constants_are_checked(tmp_path, expression, message):
+    model = tmp_path / "m.spice"
+    model.write_text(f"model m\nactions 2\nstate x = 0\nlogits = {expression}\n")
+    done = spicedsl("check", str(model))
+    assert done.returncode == 1 and message in done.stderr

@@ -63,7 +63,8 @@ def expressions(leaves: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Ex
     return st.recursive(leaves, extend, max_leaves=12)
 
 
-any_expressions = expressions(st.one_of(names, unsigned_numbers))
+vectors = st.lists(signed_numbers, min_size=2, max_size=4).map(lambda v: ast.Vector(tuple(v)))
+any_expressions = expressions(st.one_of(names, unsigned_numbers, vectors))
 columns = names.map(ast.Column)
 control_expressions = expressions(st.one_of(names, columns, unsigned_numbers))
 comparisons = st.builds(

@@ -83,6 +83,8 @@ def generate(model: ir.Model) -> str:
         for column in control.columns:
             code = "chosen.float()" if column == ir.CHOICE_COLUMN else f"data[{column!r}]"
             names[ir.DATA_PREFIX + column] = code
+    for vector in model.vectors:
+        names[vector.name] = f"self.vector({ir.vector_of(vector)!r})"
     writer = _TrialWriter(model, names)
     update, choice_logits = writer.update(), writer.choice_logits()
     used = {
@@ -151,7 +153,7 @@ class _TrialWriter:
         self.names = names
         self.printer = ModelTorchPrinter(names)
         # Symbols whose value always has one entry per action: (batch, actions).
-        states = {s.name for s in model.states}
+        states = {s.name for s in model.states} | {v.name for v in model.vectors}
         per_action = states | {ir.DATA_PREFIX + c for c in _PER_ACTION_COLUMNS}
         self.per_action = states | {
             c.name for c in model.controls if any(s.name in per_action for s in c.expr.free_symbols)

@@ -270,6 +270,7 @@ class BaseRNN(nn.Module):
         # trial has a choice.
         self._trial = 0
         self._present: torch.Tensor | None = None
+        self._vectors: dict[tuple, torch.Tensor] = {}
         # While recording: (trials, batch, 1), the entries to record; None for all.
         self._recorded_trials: torch.Tensor | None = None
         # Set only inside running(): each param's value and each module's hidden bias.
@@ -415,6 +416,13 @@ class BaseRNN(nn.Module):
             yield
         finally:
             self._param_values = self._hidden_biases = None
+
+    def vector(self, values: tuple[float, ...]) -> torch.Tensor:
+        """A per-action constant as a (1, actions) tensor."""
+        key = (values, self.device)
+        if key not in self._vectors:
+            self._vectors[key] = torch.tensor([values], device=self.device)
+        return self._vectors[key]
 
     @property
     def has_dropout(self) -> bool:

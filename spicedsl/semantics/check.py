@@ -199,6 +199,7 @@ class _Checker:
     ) -> None:
         """Report unknown names and functions, wrong arities and constants without a
         value in ``expr``; it may read names of ``kinds``, and data columns if ``columns``."""
+        self.check_vectors(expr)
         if not columns:
             for column in ast.columns_in(expr):
                 self.error(
@@ -250,6 +251,23 @@ class _Checker:
                 Span(low_end.span.start, high_end.span.end),
                 hint="clip(x, low, high) limits x to [low, high]; swap the two ends",
             )
+
+    def check_vectors(self, expr: ast.Expr) -> None:
+        """A per-action constant has one value per action, so the model must say how many."""
+        actions = self.decls.actions.count if self.decls.actions else None
+        for vector in (e for e in ast.subexpressions(expr) if isinstance(e, ast.Vector)):
+            if actions is None:
+                self.error(
+                    "a per-action constant needs the number of actions",
+                    vector.span,
+                    hint=f"declare it, e.g. 'actions {len(vector.values)}'",
+                )
+            elif len(vector.values) != actions:
+                self.error(
+                    f"this per-action constant has {len(vector.values)} values, but the "
+                    f"model has {actions} actions",
+                    vector.span,
+                )
 
     def check_control(self, control: ast.ControlDecl) -> None:
         """A control reads data columns and start-of-trial state values; one seen before
@@ -576,7 +594,7 @@ def _constant_value(expr: ast.Expr) -> float | None:
     """
     if isinstance(expr, ast.Number):
         return expr.value
-    if isinstance(expr, ast.Name | ast.Column):
+    if isinstance(expr, ast.Name | ast.Column | ast.Vector):
         return None
     if isinstance(expr, ast.Neg):
         value = _constant_value(expr.operand)

@@ -44,6 +44,8 @@ def to_sympy(expr: ast.Expr) -> sympy.Expr:
         return ir.symbol(expr.id)
     if isinstance(expr, ast.Column):
         return ir.column_symbol(expr.name.id)
+    if isinstance(expr, ast.Vector):
+        return ir.vector_symbol(tuple(v.value for v in expr.values))
     if isinstance(expr, ast.Neg):
         return -to_sympy(expr.operand)
     if isinstance(expr, ast.Call):

@@ -41,6 +41,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Vector:
+    """``[v1, v2, ...]``: a constant with one value per action."""
+
+    values: tuple[Number, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Call:
     func: Name
     args: tuple[Expr, ...]
@@ -81,7 +89,7 @@ class Neg:
     span: Span = _span()
 
 
-Expr = Number | Name | Column | Call | BinOp | Neg
+Expr = Number | Name | Column | Vector | Call | BinOp | Neg
 
 
 def chain(expr: BinOp) -> tuple[Expr, list[BinOp]]:

@@ -54,7 +54,7 @@ MAX_NESTING = 200
 _CHAINS = ({"add", "sub"}, {"mul", "div"})
 # The tokens that :func:`_too_deep` tells apart (comments and descriptions are skipped).
 _TOKEN = re.compile(r'#[^\n]*|"[^"\n]*"|[A-Za-z0-9_.]+|[<>=!]=?|[-+*/^(),]')
-_OPERAND = re.compile(r"[A-Za-z0-9_.)]")
+_OPERAND = re.compile(r"[A-Za-z0-9_.)\]]")
 _ENDS_LEVELS = {"+", "-", "*", "/", ","}
 
 # How the parser's terminals read in an error message.
@@ -488,6 +488,9 @@ class _ToAst(lark.visitors.Transformer_NonRecursive):
     # -- expressions
     def name(self, meta, children):
         return self._name(children[0])
+
+    def vector(self, meta, children):
+        return ast.Vector(tuple(children), span=self._span(meta))
 
     def call(self, meta, children):
         func, *args = children
