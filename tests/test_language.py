@@ -465,7 +465,8 @@ def test_error_at_the_end_of_a_file_without_newline() -> None:
     text = "model m\nlogits = b *"
     (found,) = errors_of(text)
     assert found.render(Source("m.spice", text)).splitlines()[0] == (
-        "m.spice:2:13: error: unexpected end of statement; expected a name, a number, '(', '-' or '['"
+        "m.spice:2:13: error: unexpected end of statement; "
+        "expected a name, a number, '(', '-' or '['"
     )
 
 
