@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-_API = ("compile_model", "load_model", "fit", "evaluate", "simulate", "read_data")
+_API = ("compile_model", "load_model", "fit", "baseline", "evaluate", "simulate", "read_data")
 __all__ = [*_API, "__version__"]
 
 

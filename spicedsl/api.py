@@ -90,6 +90,22 @@ def fit(model: str | Path, data, **options):
     return run_fit(model, data, **options)
 
 
+def baseline(model: str | Path, data, **options):
+    """Train the GRU baseline of a model: a small GRU that reads what the model reads,
+    trained and scored as :func:`fit` would train the model.
+
+    ``data`` is a CSV path or a loaded :class:`~spicedsl.runtime.data.Dataset`;
+    ``options`` are those of :func:`spicedsl.baseline.baseline` (``hidden``,
+    ``embedding``, ``validation``, ``holdout``, ``seed``, ``epochs``, ...). Returns a
+    :class:`spicedsl.baseline.BaselineResult`.
+    """
+    from spicedsl.baseline import baseline as run_baseline
+
+    if isinstance(data, (str, Path)):
+        data = read_data(data, load_ir(model))
+    return run_baseline(model, data, **options)
+
+
 def generative_network(
     model, n_actions: int, n_participants: int = 1, weights=None, participant_values=None
 ):

@@ -18,7 +18,7 @@ from spicedsl import __version__
 from spicedsl.errors import EXIT_USAGE_ERROR, SpiceError, UsageError
 from spicedsl.files import STDOUT, drop_stdout, flush_stdout, write_output
 from spicedsl.runtime.param_table import UNKNOWN_PARTICIPANTS
-from spicedsl.settings import MAX_ACTIONS, MISSED_TRIALS, OPTIONS
+from spicedsl.settings import BASELINE_HIDDEN, MAX_ACTIONS, MISSED_TRIALS, OPTIONS, TRAINING_OPTIONS
 from spicedsl.source import printable
 
 # The exit code when stdout is closed early (as by 'spicedsl ... | head'): that of a
@@ -37,6 +37,7 @@ discovered equations back in the same language.
   spicedsl simulate model.spice -o data.csv
   spicedsl fit model.spice data.csv -o results/
   spicedsl evaluate model.spice data.csv
+  spicedsl baseline model.spice data.csv -o gru/
   spicedsl compare a.spice b.spice data.csv --folds 5 -o comparison/
   spicedsl plot model.spice data.csv --session 1 --fitted results/ -o session.png
 """
@@ -125,6 +126,33 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_fit_settings(fit)
     _add_data_options(fit)
+
+    baseline = commands.add_parser(
+        "baseline", help="train a small GRU on what a model reads, as the bar for the model"
+    )
+    baseline.add_argument("model", metavar="MODEL", help="says what data the GRU reads")
+    baseline.add_argument("data", metavar="DATA")
+    baseline.add_argument("-o", "--output", metavar="OUTDIR", help="write report.json, network.npz")
+    baseline.add_argument("--overwrite", action="store_true", help="reuse a non-empty OUTDIR")
+    baseline.add_argument(
+        "--hidden",
+        type=_option_value(OPTIONS["hidden_size"]),
+        default=BASELINE_HIDDEN,
+        help=f"GRU units ({BASELINE_HIDDEN})",
+    )
+    baseline.add_argument(
+        "--embedding", type=int, default=0, help="size of a participant embedding (0: none)"
+    )
+    baseline.add_argument(
+        "--validation", type=float, default=0.2, help="as for fit: choose the best epoch (0.2)"
+    )
+    _add_holdout_options(baseline, "hold out from training and score at the end")
+    baseline.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
+    baseline.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    baseline.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    baseline.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_fit_settings(baseline, TRAINING_OPTIONS)
+    _add_data_options(baseline)
 
     plot = commands.add_parser("plot", help="draw one session: choices, probabilities, states")
     plot.add_argument("model", metavar="MODEL", help="a fully specified or a fitted model")
@@ -228,8 +256,11 @@ def _holdout(args: argparse.Namespace):
     return Holdout.parse(args.holdout, args.holdout_last)
 
 
-def _add_fit_settings(parser: argparse.ArgumentParser) -> None:
-    for name, option in OPTIONS.items():
+def _add_fit_settings(
+    parser: argparse.ArgumentParser, names: Sequence[str] = tuple(OPTIONS)
+) -> None:
+    for name in names:
+        option = OPTIONS[name]
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
@@ -490,7 +521,6 @@ def _simulate(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     import time
 
-    from spicedsl.files import check_output_dir
     from spicedsl.fitted import TABLE_FILE
     from spicedsl.fitting import CHECKPOINT_FILE, fit
     from spicedsl.frontend import load_ir
@@ -501,11 +531,7 @@ def _fit(args: argparse.Namespace) -> int:
         if args.output and Path(args.output).resolve() != Path(args.resume).resolve():
             raise UsageError("--resume OUTDIR writes its results there; leave out -o")
         args.output = args.resume
-    if args.output:
-        out = check_output_dir(args.output, args.overwrite or bool(args.resume)).resolve()
-        for given in (args.model, args.data, model.participant_table):
-            if given and Path(given).resolve().parent == out:
-                raise UsageError(f"{given} is inside the output folder; choose another -o")
+    _check_output_dir(args, model, args.overwrite or bool(args.resume))
     data = _read_data(args, model)
     settings = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
     started = time.time()
@@ -551,6 +577,56 @@ def _fit(args: argparse.Namespace) -> int:
             printable(f"wrote {out}: fitted.spice{table}, report.json, report.html, network.npz"),
             file=sys.stderr,
         )
+    return 0
+
+
+def _check_output_dir(args: argparse.Namespace, model, overwrite: bool) -> None:
+    """Refuse, before any work, an ``-o`` folder that cannot take the results or that
+    holds an input."""
+    from spicedsl.files import check_output_dir
+
+    if not args.output:
+        return
+    out = check_output_dir(args.output, overwrite).resolve()
+    for given in (args.model, args.data, model.participant_table):
+        if given and Path(given).resolve().parent == out:
+            raise UsageError(f"{given} is inside the output folder; choose another -o")
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    import json
+
+    from spicedsl.baseline import baseline
+    from spicedsl.frontend import load_ir
+
+    model_path = Path(args.model)
+    model = load_ir(model_path)
+    _check_output_dir(args, model, args.overwrite)
+    data = _read_data(args, model)
+    settings = {
+        name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None
+    }
+    result = baseline(
+        model_path,
+        data,
+        hidden=args.hidden,
+        embedding=args.embedding,
+        validation=args.validation,
+        holdout=_holdout(args),
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
+        **settings,
+    )
+    if args.json:
+        write_output(STDOUT, json.dumps(result.metrics) + "\n")
+    else:
+        write_output(STDOUT, result.summary() + "\n")
+    if result.log.stopped == "interrupted":
+        print("training was interrupted; the results use the best network so far", file=sys.stderr)
+    if args.output:
+        out = result.save(args.output, overwrite=True)
+        print(printable(f"wrote {out}: report.json, network.npz"), file=sys.stderr)
     return 0
 
 
@@ -659,6 +735,7 @@ _COMMANDS = {
     "simulate": _simulate,
     "fit": _fit,
     "evaluate": _evaluate,
+    "baseline": _baseline,
     "plot": _plot,
     "compare": _compare,
 }

@@ -79,23 +79,9 @@ class FitResult:
 
     def summary(self) -> str:
         """A short table of the fit, for people."""
-        lines = [
-            f"# {self.model_name}: training {self.log.stopped} after "
-            f"{len(self.log.train_loss)} epochs ({self.timings.get('training_s', 0):.1f} s)"
-            + (f", after {self.log.restarts} restarts from chance" if self.log.restarts else "")
-        ]
-        lines.append(
-            f"# {'':10} {'split':10} {'trials':>7} {'NLL/trial':>10} {'likelihood':>10} "
-            f"{'accuracy':>9} {'AIC':>10} {'BIC':>10}"
+        return metrics_summary(
+            self.model_name, self.log, self.timings.get("training_s", 0), self.metrics
         )
-        for stage, splits in self.metrics.items():
-            for split, m in splits.items():
-                lines.append(
-                    f"# {stage:10} {split:10} {m['n_trials']:7d} {m['nll_per_trial']:10.5f} "
-                    f"{m['trial_likelihood']:10.5f} {m['accuracy']:9.4f} "
-                    f"{m['aic']:10.1f} {m['bic']:10.1f}"
-                )
-        return "\n".join(lines)
 
     def participant_summary(self) -> str:
         """Per column of the participant table: for how many participants its term is
@@ -146,14 +132,7 @@ class FitResult:
             "settings": asdict(self.settings),
             "options": self.options,
             "timings": self.timings,
-            "versions": {
-                "spicedsl": __version__,
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "sympy": sympy.__version__,
-                "pysindy": _version("pysindy"),
-            },
+            "versions": software_versions(),
         }
 
     def save(self, outdir: str | Path, overwrite: bool = False) -> Path:
@@ -174,6 +153,40 @@ class FitResult:
         return equations_latex(self)
 
 
+def metrics_summary(
+    title: str, log: TrainingLog, seconds: float, metrics: dict[str, dict[str, dict]]
+) -> str:
+    """How training went and ``metrics[stage][split]`` as a table, for people."""
+    lines = [
+        f"# {title}: training {log.stopped} after {len(log.train_loss)} epochs ({seconds:.1f} s)"
+        + (f", after {log.restarts} restarts from chance" if log.restarts else "")
+    ]
+    lines.append(
+        f"# {'':10} {'split':10} {'trials':>7} {'NLL/trial':>10} {'likelihood':>10} "
+        f"{'accuracy':>9} {'AIC':>10} {'BIC':>10}"
+    )
+    for stage, splits in metrics.items():
+        for split, m in splits.items():
+            lines.append(
+                f"# {stage:10} {split:10} {m['n_trials']:7d} {m['nll_per_trial']:10.5f} "
+                f"{m['trial_likelihood']:10.5f} {m['accuracy']:9.4f} "
+                f"{m['aic']:10.1f} {m['bic']:10.1f}"
+            )
+    return "\n".join(lines)
+
+
+def software_versions() -> dict[str, str]:
+    """The versions of spicedsl and of what it computes with, for reports."""
+    return {
+        "spicedsl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "sympy": sympy.__version__,
+        "pysindy": _version("pysindy"),
+    }
+
+
 # A float64 has 15 to 17 significant digits; more would print noise.
 MAX_DIGITS = 17
 
@@ -183,7 +196,7 @@ CHANCE_MARGIN = 1e-3
 CHANCE_RESTARTS = 2
 
 
-def _train(
+def train_with_restarts(
     new_network: Callable[[int], BaseRNN],
     full: Batch,
     split: Split,
@@ -222,7 +235,7 @@ def _train(
     return net, log
 
 
-def _restart_seed(seed: int, attempt: int) -> int:
+def restart_seed(seed: int, attempt: int) -> int:
     """The torch seed of restart ``attempt`` of a fit with ``seed``."""
     return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
 
@@ -395,7 +408,7 @@ def fit(
         raise UsageError(f"digits must be between 1 and {MAX_DIGITS}, not {digits}")
     if resume and checkpoint is None:
         raise UsageError("resuming needs the folder of the interrupted fit")
-    n_actions = _check_actions(model_ir, data)
+    n_actions = check_actions(model_ir, data)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     timings: dict[str, float] = {}
@@ -425,7 +438,7 @@ def fit(
     table = model_values(model_ir, data.participant_ids) or {}
 
     def new_network(attempt: int) -> BaseRNN:
-        torch.manual_seed(seed if attempt == 0 else _restart_seed(seed, attempt))
+        torch.manual_seed(seed if attempt == 0 else restart_seed(seed, attempt))
         net = network_class(model_ir)(
             n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
         )
@@ -440,7 +453,7 @@ def fit(
         net = new_network(0)
         log = read_checkpoint(checkpoint, net, fingerprint)
     else:
-        net, log = _train(new_network, full, split, fit_settings, device, progress)
+        net, log = train_with_restarts(new_network, full, split, fit_settings, device, progress)
         if checkpoint is not None:
             write_checkpoint(checkpoint, net, log, fingerprint)
     timings["training_s"] = time.perf_counter() - start
@@ -518,7 +531,7 @@ def fit(
     )
 
 
-def _check_actions(model: ir.Model, data: Dataset) -> int:
+def check_actions(model: ir.Model, data: Dataset) -> int:
     if model.n_actions is not None and model.n_actions != data.n_actions:
         raise DataError(
             f"the model has {model.n_actions} actions but the data has {data.n_actions}"

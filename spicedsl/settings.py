@@ -22,6 +22,12 @@ MAX_ACTIONS = 1024
 # its session, not predicted ("skip"), or refuse it ("error").
 MISSED_TRIALS = ("skip", "error")
 
+# The options that train a network (the others concern learnable modules and equations):
+# all that the GRU baseline takes.
+TRAINING_OPTIONS = ("epochs", "learning_rate", "weight_decay", "convergence", "patience")
+# Hidden units of the GRU baseline by default, as SPICE's GRU baseline.
+BASELINE_HIDDEN = 16
+
 
 @dataclass(frozen=True)
 class Option:

@@ -147,7 +147,9 @@ def _describe_parameter(name: str) -> str:
         return f"module '{parts[1]}'"
     if parts[0] in ("raw_params", "param_embeddings"):
         return f"param '{parts[1]}'"
-    return "the participant embedding"
+    if parts[0] == "embedding":
+        return "the participant embedding"
+    return f"the weights '{name}'"
 
 
 # Strength of the pull of refit params toward their starting values (see refit_params).
