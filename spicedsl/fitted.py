@@ -8,13 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from spicedsl.printer import format_expr, polynomial
+from spicedsl.printer import INDENT, format_expr, polynomial
 from spicedsl.semantics.functions import output_range
 from spicedsl.source import Span
 from spicedsl.syntax import ast
 
 if TYPE_CHECKING:
     from spicedsl.discovery.equation import DiscoveredEquation
+    from spicedsl.discovery.stability import Stability
 
 
 def round_significant(value: float, digits: int) -> float:
@@ -106,8 +107,7 @@ def participant_columns(
     for (module, index), name in coefficient_params(program, equations, True).items():
         equation = equations[module]
         columns[name] = [round_significant(row[index], digits) for row in equation.per_participant]
-        term = format_expr(polynomial([(1.0, dict(equation.terms[index][1]))]))
-        labels[name] = f"{module}: {term}"
+        labels[name] = f"{module}: {term_text(equation.terms[index][1])}"
     return columns, labels
 
 
@@ -252,3 +252,44 @@ def _inside_bounds(param: ast.ParamDecl, value: float, digits: int) -> float:
             return rounded
     # The network pushed the param onto its bound: take the nearest value inside.
     return math.nextafter(low, high) if value <= low else math.nextafter(high, low)
+
+
+def with_frequencies(text: str, stability: Stability) -> str:
+    """The fitted model ``text`` with a comment at the end of each discovered equation:
+    how many members of the ensemble selected each term, the kept ones first."""
+    lines = text.split("\n")
+    for module in stability.libraries:
+        header = next(i for i, line in enumerate(lines) if line.startswith(f"module {module} "))
+        body = next(
+            i for i in range(header + 1, len(lines)) if lines[i].startswith(f"{INDENT}{module} =")
+        )
+        lines[body] += "  # " + frequency_text(stability, module)
+    return "\n".join(lines)
+
+
+def frequency_text(stability: Stability, module: str) -> str:
+    """How many members selected each term of ``module``, for people.
+
+    For example ``members selecting each term: 1 16/16, x 16/16; below 0.7: x^2 3/16``.
+    """
+    members = len(stability.members)
+
+    def listed(kept: bool) -> str:
+        return ", ".join(
+            f"{term_text(t.powers)} {t.selected}/{members}"
+            for t in stability.frequencies(module)
+            if t.kept == kept
+        )
+
+    text = f"members selecting each term: {listed(True) or 'none'}"
+    below = listed(False)
+    return text + (f"; below {stability.threshold:g}: {below}" if below else "")
+
+
+def term_text(powers) -> str:
+    """A term of a library as model text.
+
+    >>> term_text(()), term_text((("r", 1), ("v", 2)))
+    ('1', 'r * v ^ 2')
+    """
+    return format_expr(polynomial([(1.0, dict(powers))]))

@@ -20,13 +20,14 @@ from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery import discover_equations
 from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
+from spicedsl.discovery.stability import Stability, complementary_halves
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
-from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns
+from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, with_frequencies
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.mathtext import equations_latex
 from spicedsl.printer import format_program
-from spicedsl.runtime.batch import Batch, make_batch
+from spicedsl.runtime.batch import Batch, make_batch, member_batches
 from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.metrics import chance_nll, choice_metrics
 from spicedsl.runtime.network import BaseRNN
@@ -51,7 +52,16 @@ class FitResult:
         The fitted model file: every ``learn(...)`` replaced, every param valued.
     metrics : dict
         ``metrics[stage][split]`` for stage ``network`` or ``equations`` and split
-        ``train`` or ``validation``: NLL per trial, accuracy, AIC, BIC and counts.
+        ``train`` or ``validation``: NLL per trial, accuracy, AIC, BIC and counts. For an
+        ensemble, ``network`` is the member with the best validation loss.
+    network : BaseRNN
+        The trained network (of an ensemble, that member).
+    ensemble : BaseRNN or None
+        Every member of an ensemble, stacked (None for a single network).
+    stability : Stability or None
+        For an ensemble, each term's selection frequency, the kept terms, the bound on
+        the expected number of false ones, the coefficients' intervals and every
+        member's own equations.
     """
 
     model_name: str
@@ -72,6 +82,8 @@ class FitResult:
     settings: FitSettings
     options: dict[str, object]
     timings: dict[str, float] = field(default_factory=dict)
+    ensemble: BaseRNN | None = None
+    stability: Stability | None = None
 
     def summary(self) -> str:
         """A short table of the fit, for people."""
@@ -183,15 +195,24 @@ def _train(
     settings: FitSettings,
     device: str,
     progress: bool,
+    halves: list[np.ndarray] | None = None,
 ) -> tuple[BaseRNN, TrainingLog]:
     """Train a network from ``new_network(0)``; while it ends at chance, train fresh ones
-    from ``new_network(1)``, ... (``CHANCE_RESTARTS`` at most) and keep the best."""
+    from ``new_network(1)``, ... (``CHANCE_RESTARTS`` at most) and keep the best.
+
+    With ``halves``, the networks are ensembles: member ``m`` trains on the training
+    sessions ``halves[m]``, and every member is validated on the validation sessions.
+    """
     on_device = _device(device)
     moved = full.to(on_device)
     train = moved.predicting(train_sessions)
     validation = moved.predicting(validation_sessions) if len(validation_sessions) else None
     monitored = validation if validation is not None else train
     chance = chance_nll(monitored)
+    if halves is not None:
+        sessions = [np.union1d(half, validation_sessions) for half in halves]
+        train, *validated = member_batches(sessions, train, *[b for b in [validation] if b])
+        validation = validated[0] if validated else None
     tried: list[tuple[BaseRNN, TrainingLog]] = []
     for attempt in range(CHANCE_RESTARTS + 1):
         net = new_network(attempt)
@@ -213,6 +234,10 @@ def _train(
             stacklevel=2,
         )
     return net, log
+
+
+# The random stream, beside the fit's own, that draws the halves of an ensemble.
+PAIRS_STREAM = 1
 
 
 def _restart_seed(seed: int, attempt: int) -> int:
@@ -348,11 +373,17 @@ def fit(
                 stacklevel=2,
             )
     table = model_values(model_ir, data.participant_ids) or {}
+    members = fit_settings.ensemble
+    halves = None
+    if members > 1:
+        groups = data.participant_index[train_sessions] if individual else None
+        pairs = np.random.default_rng([seed, PAIRS_STREAM])
+        halves = complementary_halves(train_sessions, members, pairs, groups)
 
     def new_network(attempt: int) -> BaseRNN:
         torch.manual_seed(seed if attempt == 0 else _restart_seed(seed, attempt))
         net = network_class(model_ir)(
-            n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
+            n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout, members
         )
         net.set_participant_values(table)
         return net
@@ -364,15 +395,28 @@ def fit(
         log = read_checkpoint(checkpoint, net, fingerprint)
     else:
         net, log = _train(
-            new_network, full, train_sessions, validation_sessions, fit_settings, device, progress
+            new_network,
+            full,
+            train_sessions,
+            validation_sessions,
+            fit_settings,
+            device,
+            progress,
+            halves,
         )
         if checkpoint is not None:
             write_checkpoint(checkpoint, net, log, fingerprint)
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    final = discover_equations(net, program, source, model_ir, train, table, fit_settings, rng)
+    sessions = halves if halves is not None else [train_sessions]
+    final, stability = discover_equations(
+        net, program, source, model_ir, train, table, fit_settings, rng, sessions
+    )
     discovered, params = final.equations, final.params
+    ensemble = None
+    if members > 1:  # the member that predicts the validation choices best stands for all
+        ensemble, net = net, net.member(int(np.argmin([m["best_loss"] for m in log.members])))
     columns = labels = None
     if n_participants > 1 and (
         final.participant_params or any(eq.per_participant for eq in discovered.values())
@@ -382,6 +426,8 @@ def fit(
         program, discovered, params, digits, TABLE_FILE if columns else None, n_actions
     )
     fitted_text = format_program(fitted_ast, source.text)
+    if stability is not None:
+        fitted_text = with_frequencies(fitted_text, stability)
     timings["equations_s"] = time.perf_counter() - start
     fitted_ir = load_ir(fitted_text)
     equation_net = network_class(fitted_ir)(n_actions, n_participants)
@@ -428,6 +474,8 @@ def fit(
             "digits": digits,
         },
         timings=timings,
+        ensemble=ensemble,
+        stability=stability,
     )
 
 

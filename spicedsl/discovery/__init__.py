@@ -2,19 +2,24 @@
 equation.
 
 :mod:`~spicedsl.discovery.candidates` finds candidate equations of each module in the
-network's recorded updates (pysindy), :mod:`~spicedsl.discovery.refit` refits each
-combination of candidates to the training choices, and
-:mod:`~spicedsl.discovery.selection` keeps the combination with the best BIC.
+network's recorded updates (pysindy), :mod:`~spicedsl.discovery.refit` refits
+combinations of candidates to the training choices, and
+:mod:`~spicedsl.discovery.selection` keeps the combination with the best BIC. For an
+ensemble, every member does this on its own training sessions, and
+:mod:`~spicedsl.discovery.stability` keeps the terms that enough members select.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from spicedsl import ir
 from spicedsl.discovery.candidates import equation_candidates
-from spicedsl.discovery.refit import Refit, Refitter
+from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.selection import select_equations
+from spicedsl.discovery.stability import Stability, consensus, stability_selection
 from spicedsl.runtime.batch import Batch
 from spicedsl.runtime.network import BaseRNN
 from spicedsl.settings import FitSettings
@@ -31,27 +36,48 @@ def discover_equations(
     table: dict[str, list[float]],
     settings: FitSettings,
     rng: np.random.Generator,
-) -> Refit:
-    """The equations of the learnable modules of ``net`` and the params refit with them.
+    sessions: Sequence[np.ndarray],
+) -> tuple[Refit, Stability | None]:
+    """The equations of the learnable modules of ``net`` and the params refit with them;
+    for an ensemble, also what stability selection found.
 
     Parameters
     ----------
     net : BaseRNN
-        The trained network of ``model``.
+        The trained network of ``model``, or an ensemble of them.
     program, source : ast.Program, Source
         The model file, to write equation models from.
     model : ir.Model
         The model ``net`` was generated from.
     train : Batch
-        The training choices that the candidates are refit to.
+        Every session, with the training choices to predict.
     table : dict
         Values of per-participant params that a participant table gives.
     settings : FitSettings
-        The fit's settings (off-policy sessions for the equation data).
+        The fit's settings (off-policy sessions for the equation data, the stability
+        threshold).
     rng : numpy.random.Generator
         Draws the off-policy sessions.
+    sessions : sequence of numpy.ndarray
+        The training sessions of each member of ``net``.
     """
-    candidates = equation_candidates(net, model, settings, rng, net.n_participants)
-    refitter = Refitter(program, source, net, model, train, table)
-    chosen = select_equations(candidates, lambda equations: refitter.refit(equations).bic)
-    return refitter.drop_participant_terms(refitter.refit(chosen))
+    candidates, libraries = equation_candidates(net, model, settings, rng, net.n_participants)
+    starts = net.member_param_values([p.name for p in model.params if not p.fixed])
+    n_participants = net.n_participants
+    refitter = Refitter(program, source, model, train, table, n_participants, starts, sessions)
+
+    def score(asked: list[tuple[int, dict]]) -> list[float]:
+        return [fit.bic for fit in refitter.refit_all([Request(n, eqs) for n, eqs in asked])]
+
+    chosen = select_equations(candidates, score)
+    if net.members == 1:
+        return refitter.drop_participant_terms(refitter.refit(chosen[0])), None
+    members = refitter.refit_all([Request(n, eqs) for n, eqs in enumerate(chosen)])
+    stability = stability_selection(members, libraries, settings.stability)
+    equations, params = consensus(members, stability, model)
+    everything = [np.unique(np.concatenate(sessions))]
+    final_refitter = Refitter(
+        program, source, model, train, table, n_participants, params, everything
+    )
+    final = final_refitter.drop_participant_terms(final_refitter.refit(equations))
+    return final, stability

@@ -20,7 +20,7 @@ import torch
 from spicedsl import ir
 from spicedsl.discovery.equation import DiscoveredEquation, Powers
 from spicedsl.runtime.bandit import draw_rewards, drifting_reward_probabilities
-from spicedsl.runtime.batch import IGNORE, Batch
+from spicedsl.runtime.batch import IGNORE, Batch, member_batches
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
 from spicedsl.settings import FitSettings
 
@@ -59,7 +59,8 @@ def offpolicy_batch(
 
 def record_modules(net: BaseRNN, batch: Batch) -> dict[str, dict[str, np.ndarray]]:
     """Run ``net`` on ``batch`` and return, per learnable module, float64 arrays
-    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k) and ``participant`` (n,)."""
+    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k), and the ``participant`` (n,)
+    and ``member`` (n,) of each sample."""
     net.eval()
     net.start_recording()
     try:
@@ -76,6 +77,7 @@ def record_modules(net: BaseRNN, batch: Batch) -> dict[str, dict[str, np.ndarray
             "after": torch.cat(record.after).double().numpy(),
             "inputs": inputs.reshape(len(before), len(net.module_specs[name].inputs)),
             "participant": torch.cat(record.participant).numpy(),
+            "member": torch.cat(record.member).numpy(),
         }
     return arrays
 
@@ -87,8 +89,9 @@ def fit_module(
     after: np.ndarray,
     inputs: np.ndarray,
     subsets_per_size: int = 3,
-) -> list[DiscoveredEquation]:
-    """Candidate sparse equations of one module from its recorded samples.
+) -> tuple[list[DiscoveredEquation], tuple[Powers, ...]]:
+    """Candidate sparse equations of one module from its recorded samples, and the terms
+    of its library.
 
     The first candidates come from ``pysindy.DiscreteSINDy`` with a polynomial library
     over the module's state and inputs and the sequentially thresholded least squares
@@ -145,7 +148,7 @@ def fit_module(
             for _, subset, coefficients in fits[:subsets_per_size]:
                 terms_found = zip((unique[i] for i in subset), coefficients, strict=True)
                 candidates.append(_equation(name, spec, terms_found, len(before)))
-    return list({c.terms: c for c in candidates}.values())
+    return list({c.terms: c for c in candidates}.values()), tuple(unique)
 
 
 def fit_participants(
@@ -210,15 +213,17 @@ def equation_candidates(
     settings: FitSettings,
     rng: np.random.Generator,
     n_participants: int = 1,
-) -> dict[str, list[DiscoveredEquation]]:
-    """Candidate sparse equations of each learnable module, from off-policy sessions.
+) -> tuple[list[dict[str, list[DiscoveredEquation]]], dict[str, tuple[Powers, ...]]]:
+    """Candidate sparse equations of each learnable module, from off-policy sessions: one
+    dict of them for each member of ``net`` (every member runs on the same sessions), and
+    the terms of each module's library (all that any member's library has).
 
     A module that reads the participant embedding (when there are several participants)
     also gets the structures found in each participant's samples alone, and every
     candidate comes with each participant's own coefficients.
     """
     if not model.learned_modules:
-        return {}
+        return [{} for _ in range(net.members)], {}
     participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
     batch: Batch = offpolicy_batch(
         net.n_actions,
@@ -228,11 +233,35 @@ def equation_candidates(
         rng,
         participants,
     )
+    if net.members > 1:
+        batch = member_batches([np.arange(len(participants))] * net.members, batch)[0]
     recordings = record_modules(net, batch)
-    candidates = {}
+    candidates, libraries = [], {}
+    for member in range(net.members):
+        own = {
+            name: {key: values[samples["member"] == member] for key, values in samples.items()}
+            for name, samples in recordings.items()
+        }
+        found, library = _module_candidates(net, model, own, n_participants)
+        candidates.append(found)
+        for name, terms in library.items():
+            known = libraries.setdefault(name, ())
+            libraries[name] = known + tuple(t for t in terms if t not in known)
+    return candidates, libraries
+
+
+def _module_candidates(
+    net: BaseRNN,
+    model: ir.Model,
+    recordings: dict[str, dict[str, np.ndarray]],
+    n_participants: int,
+) -> tuple[dict[str, list[DiscoveredEquation]], dict[str, tuple[Powers, ...]]]:
+    """Each learnable module's candidate equations from one network's recordings, and
+    the terms of its library."""
+    candidates, libraries = {}, {}
     for module in model.learned_modules:
         spec, samples = net.module_specs[module.name], recordings[module.name]
-        found = fit_module(
+        found, libraries[module.name] = fit_module(
             module.name, spec, samples["before"], samples["after"], samples["inputs"]
         )
         if module.embedded and n_participants > 1:
@@ -248,7 +277,7 @@ def equation_candidates(
                         samples["after"][mine],
                         samples["inputs"][mine],
                         subsets_per_size=1,
-                    )
+                    )[0]
             structures = {tuple(p for _, p in eq.terms): eq for eq in reversed(found)}
             found = [
                 fit_participants(
@@ -263,4 +292,4 @@ def equation_candidates(
                 for equation in reversed(structures.values())
             ]
         candidates[module.name] = found
-    return candidates
+    return candidates, libraries

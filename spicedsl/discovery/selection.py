@@ -4,59 +4,93 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from spicedsl.discovery.equation import DiscoveredEquation
 
+Combination = dict[str, DiscoveredEquation]
+#: Scores combinations, each for one network: ``[(network, combination), ...]`` -> scores.
+Scorer = Callable[[list[tuple[int, Combination]]], list[float]]
+
 
 def select_equations(
-    candidates: dict[str, list[DiscoveredEquation]],
-    score: Callable[[dict[str, DiscoveredEquation]], float],
-) -> dict[str, DiscoveredEquation]:
-    """One equation per module, by coordinate descent on ``score`` (lower is better; ties
-    keep the earlier candidate).
+    candidates: Sequence[dict[str, list[DiscoveredEquation]]], score: Scorer
+) -> list[Combination]:
+    """One equation per module for each network (an ensemble's members), by coordinate
+    descent on ``score`` (lower is better; ties keep the earlier candidate).
 
-    Starts from each module's first candidate; then, module by module, keeps the
-    candidate whose equation model scores best with the other modules' choices fixed,
-    and sweeps over the modules again while a choice changes (at most ``MAX_SWEEPS``
-    times): a module's best equation can depend on what the others do. With the BIC of
-    the choices as score, a term stays only if it pays for itself in predicted choices,
-    not just in fitting the network.
+    ``candidates[n]`` are network ``n``'s candidates. For each network: start from the
+    first combination that can be scored (see :func:`_scorable_starts`); then, module by
+    module, keep the candidate whose equation model scores best with the other modules'
+    choices fixed, and sweep over the modules again while a choice changes (at most
+    ``MAX_SWEEPS`` times): a module's best equation can depend on what the others do. With
+    the BIC of the choices as score, a term stays only if it pays for itself in predicted
+    choices, not just in fitting the network.
 
-    The start is the first combination, in order of the candidates' summed ranks, that
-    can be scored (a finite score; at most ``MAX_STARTS`` are tried): from a start whose
-    refit diverges, every single change may diverge too, and the descent would be stuck.
+    The networks go through the descent side by side: each step scores the options of
+    every network that is still moving in one call, so that they can be fitted together.
     """
-    chosen = _scorable_start(candidates, score)
+    chosen = _scorable_starts(candidates, score)
+    moving = list(range(len(candidates)))
+    modules = list(candidates[0]) if candidates else []
     for _ in range(MAX_SWEEPS):
-        before = dict(chosen)
-        for name, options in candidates.items():
-            scores = [score({**chosen, name: option}) for option in options]
-            chosen[name] = options[int(np.argmin(scores))]
-        if chosen == before:
+        changed = set()
+        for name in modules:
+            asked = [
+                (n, {**chosen[n], name: option}) for n in moving for option in candidates[n][name]
+            ]
+            scores = iter(score(asked))
+            for n in moving:
+                options = candidates[n][name]
+                best = options[int(np.argmin([next(scores) for _ in options]))]
+                if best != chosen[n][name]:
+                    chosen[n][name] = best
+                    changed.add(n)
+        moving = sorted(changed)
+        if not moving:
             break
     return chosen
 
 
 MAX_SWEEPS = 3
 MAX_STARTS = 30
+# Starting combinations scored at once for a network whose first could not be scored.
+STARTS_AT_ONCE = 4
 
 
-def _scorable_start(
-    candidates: dict[str, list[DiscoveredEquation]],
-    score: Callable[[dict[str, DiscoveredEquation]], float],
-) -> dict[str, DiscoveredEquation]:
-    """The first combination of candidates with a finite score, best-ranked first."""
+def _scorable_starts(
+    candidates: Sequence[dict[str, list[DiscoveredEquation]]], score: Scorer
+) -> list[Combination]:
+    """For each network, the first combination of its candidates with a finite score,
+    best-ranked first (in order of the candidates' summed ranks; at most ``MAX_STARTS``
+    are tried, else the first). From a start whose refit diverges, every single change
+    may diverge too, and the descent would be stuck."""
+    orders = [itertools.islice(_combinations(options), MAX_STARTS) for options in candidates]
+    starts: list[Combination | None] = [None] * len(candidates)
+    firsts: list[Combination] = [{} for _ in candidates]
+    at_once = 1
+    while True:
+        asked = []
+        for n, order in enumerate(orders):
+            if starts[n] is None:
+                asked += [(n, combination) for combination in itertools.islice(order, at_once)]
+        if not asked:
+            break
+        for (n, combination), value in zip(asked, score(asked), strict=True):
+            firsts[n] = firsts[n] or combination
+            if starts[n] is None and math.isfinite(value):
+                starts[n] = combination
+        at_once = STARTS_AT_ONCE
+    return [dict(start or first) for start, first in zip(starts, firsts, strict=True)]
+
+
+def _combinations(candidates: dict[str, list[DiscoveredEquation]]) -> Iterator[Combination]:
+    """The combinations of one candidate per module, by increasing sum of their ranks."""
     names = list(candidates)
-    first = {name: options[0] for name, options in candidates.items()}
-    ranks = _by_rank_sum([len(candidates[name]) for name in names])
-    for combination in itertools.islice(ranks, MAX_STARTS):
-        start = {name: candidates[name][i] for name, i in zip(names, combination, strict=True)}
-        if math.isfinite(score(start)):
-            return start
-    return first
+    for combination in _by_rank_sum([len(candidates[name]) for name in names]):
+        yield {name: candidates[name][i] for name, i in zip(names, combination, strict=True)}
 
 
 def _by_rank_sum(sizes: list[int]) -> Iterator[tuple[int, ...]]:

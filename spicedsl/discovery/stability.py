@@ -1,0 +1,217 @@
+"""Stability selection over an ensemble: which terms the data support, with error control.
+
+Each member of an ensemble is trained on half of the training sessions and finds its
+own equations. A term's selection frequency is the share of members whose equations
+have it; a term is kept when its frequency reaches the ``stability`` threshold
+(Meinshausen & Bühlmann, 2010). The halves are drawn as complementary pairs: each
+pair splits the training sessions into two disjoint halves (Shah & Samworth, 2013).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from spicedsl import ir
+from spicedsl.discovery.equation import DiscoveredEquation, Powers
+from spicedsl.discovery.refit import Refit
+
+
+def complementary_halves(
+    sessions: np.ndarray,
+    members: int,
+    rng: np.random.Generator,
+    groups: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """The training sessions of each member: ``members / 2`` complementary pairs, each a
+    random split of ``sessions`` into two disjoint halves.
+
+    With ``groups`` (one label per session, say its participant), each group's sessions
+    are split in half, so that both halves hold as many sessions of everyone as can be;
+    a group's odd session goes to the half that has fewer so far.
+
+    >>> halves = complementary_halves(np.arange(10), 4, np.random.default_rng(0))
+    >>> [len(h) for h in halves], np.sort(np.concatenate(halves[:2])).tolist()
+    ([5, 5, 5, 5], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    groups = np.zeros(len(sessions), dtype=np.int64) if groups is None else np.asarray(groups)
+    halves: list[np.ndarray] = []
+    for _ in range(members // 2):
+        first: list[np.ndarray] = []
+        second: list[np.ndarray] = []
+        for group in np.unique(groups):
+            mine = rng.permutation(sessions[groups == group])
+            cut = len(mine) // 2
+            if len(mine) % 2 and sum(map(len, first)) < sum(map(len, second)):
+                cut += 1
+            first.append(mine[:cut])
+            second.append(mine[cut:])
+        halves += [np.sort(np.concatenate(first)), np.sort(np.concatenate(second))]
+    return halves
+
+
+@dataclass(frozen=True)
+class TermFrequency:
+    """How often the members selected one term of a module's library, and the spread of
+    its coefficient among the members that did."""
+
+    module: str
+    powers: Powers
+    selected: int  # members whose equation has the term
+    frequency: float
+    kept: bool
+    # The members' coefficients of the term (for a per-participant equation, their means
+    # over participants): median and central interval (INTERVAL of them).
+    median: float
+    interval: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Stability:
+    """What stability selection over an ensemble found.
+
+    ``terms`` holds every term some member selected, module by module, most frequent
+    first; ``members`` the equations and params each member's own refit gave, on its
+    half of the training sessions.
+    """
+
+    threshold: float
+    libraries: dict[str, tuple[Powers, ...]]
+    terms: tuple[TermFrequency, ...]
+    members: tuple[Refit, ...]
+    param_intervals: dict[str, tuple[float, float]]
+
+    @property
+    def library_size(self) -> int:
+        """``p``: the number of terms in the libraries of all modules."""
+        return sum(len(terms) for terms in self.libraries.values())
+
+    @property
+    def mean_selected(self) -> float:
+        """``q``: the mean number of terms a member selected (all modules together)."""
+        return float(np.mean([_size(member) for member in self.members]))
+
+    @property
+    def error_bound(self) -> float | None:
+        """The bound on the expected number of falsely kept terms, ``q² / ((2π − 1) p)``
+        for threshold ``π`` (Meinshausen & Bühlmann, 2010, Theorem 1; Shah & Samworth,
+        2013, show that it holds for complementary pairs as drawn here). It assumes, as
+        they do, that the falsely selected terms are exchangeable and that a member
+        selects no worse than at random. None for an empty library."""
+        if not self.library_size:
+            return None
+        return self.mean_selected**2 / ((2 * self.threshold - 1) * self.library_size)
+
+    def frequencies(self, module: str) -> list[TermFrequency]:
+        """The terms of ``module`` that some member selected, most frequent first."""
+        return [term for term in self.terms if term.module == module]
+
+
+#: The share of members' coefficients that a term's interval covers (the central 90 %).
+INTERVAL = 0.9
+
+
+def stability_selection(
+    members: Sequence[Refit], libraries: dict[str, tuple[Powers, ...]], threshold: float
+) -> Stability:
+    """Each term's selection frequency among the ``members``' equations; a term is kept
+    when it reaches ``threshold``.
+
+    Parameters
+    ----------
+    members : sequence of Refit
+        Each member's chosen equations, refit on its own training sessions.
+    libraries : dict
+        Each module's library: the terms a member could have selected.
+    threshold : float
+        The share of members that must select a term to keep it, in (0.5, 1].
+    """
+    terms = []
+    for module, library in libraries.items():
+        found = []
+        for powers in library:
+            coefficients = [
+                c for member in members for c, p in member.equations[module].terms if p == powers
+            ]
+            if not coefficients:
+                continue
+            frequency = len(coefficients) / len(members)
+            found.append(
+                TermFrequency(
+                    module,
+                    powers,
+                    len(coefficients),
+                    frequency,
+                    frequency >= threshold,
+                    float(np.median(coefficients)),
+                    _interval(coefficients),
+                )
+            )
+        terms += sorted(found, key=lambda term: -term.selected)
+    names = members[0].params if members else {}
+    intervals = {name: _interval([m.params[name] for m in members]) for name in names}
+    return Stability(threshold, dict(libraries), tuple(terms), tuple(members), intervals)
+
+
+def consensus(
+    members: Sequence[Refit], stability: Stability, model: ir.Model
+) -> tuple[dict[str, DiscoveredEquation], dict[str, np.ndarray]]:
+    """The equations of the kept terms, and every param's value, to refit from: each
+    coefficient and param the median over the members (a shared coefficient within its
+    module's threshold of 1 is 1, as for a single network's equations).
+
+    Returns the equations and each param's values ``(1, n)`` (``n`` participants for a
+    param per participant, else 1).
+    """
+    thresholds = {m.name: m.threshold for m in model.learned_modules}
+    equations = {}
+    for module, library in stability.libraries.items():
+        kept = {t.powers for t in stability.frequencies(module) if t.kept}
+        first = members[0].equations[module]
+        terms, columns = [], []
+        for powers in (p for p in library if p in kept):
+            having = [m.equations[module] for m in members if powers in _powers_of(m, module)]
+            index = [_powers(eq).index(powers) for eq in having]
+            median = float(np.median([eq.terms[i][0] for eq, i in zip(having, index, strict=True)]))
+            if first.per_participant is None and abs(median - 1) < thresholds[module]:
+                median = 1.0
+            terms.append((median, powers))
+            if first.per_participant is not None:
+                rows = [
+                    [row[i] for row in eq.per_participant]
+                    for eq, i in zip(having, index, strict=True)
+                ]
+                columns.append(np.median(rows, axis=0))
+        rows = None
+        if first.per_participant is not None:
+            rows = tuple(
+                tuple(float(c[p]) for c in columns) for p in range(len(first.per_participant))
+            )
+        equations[module] = replace(first, terms=tuple(terms), per_participant=rows)
+    params = {}
+    for name in members[0].params:
+        per_participant = name in members[0].participant_params
+        values = [
+            m.participant_params[name] if per_participant else [m.params[name]] for m in members
+        ]
+        params[name] = np.median(values, axis=0)[None, :]
+    return equations, params
+
+
+def _powers(equation: DiscoveredEquation) -> list[Powers]:
+    return [powers for _, powers in equation.terms]
+
+
+def _powers_of(member: Refit, module: str) -> list[Powers]:
+    return _powers(member.equations[module])
+
+
+def _size(member: Refit) -> int:
+    return sum(len(eq.terms) for eq in member.equations.values())
+
+
+def _interval(values: Sequence[float]) -> tuple[float, float]:
+    low, high = np.quantile(values, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
+    return float(low), float(high)
