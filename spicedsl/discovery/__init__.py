@@ -66,8 +66,10 @@ def discover_equations(
     n_participants = net.n_participants
     refitter = Refitter(program, source, model, train, table, n_participants, starts, sessions)
 
-    def score(asked: list[tuple[int, dict]]) -> list[float]:
-        return [fit.bic for fit in refitter.refit_all([Request(n, eqs) for n, eqs in asked])]
+    def score(asked: list[tuple[int, dict, dict | None]]) -> list[float]:
+        nears = iter(refitter.refit_all([Request(n, near) for n, _, near in asked if near]))
+        requests = [Request(n, eqs, start=next(nears) if near else None) for n, eqs, near in asked]
+        return [fit.bic for fit in refitter.refit_all(requests)]
 
     chosen = select_equations(candidates, score)
     if net.members == 1:

@@ -49,13 +49,20 @@ class Refit:
 @dataclass(frozen=True)
 class Request:
     """An equation model to refit: the equations found in the network of ``member`` (an
-    ensemble's member, 0 for a single network), refit from the params that network learnt
-    to the choices of its training sessions; ``absent`` marks, per term of a
-    per-participant equation, the participants who lack it."""
+    ensemble's member, 0 for a single network), refit to the choices of its training
+    sessions; ``absent`` marks, per term of a per-participant equation, the participants
+    who lack it.
+
+    The refit starts from the params that network learnt and the candidates'
+    coefficients, or, with ``start``, from that refit of a model close to this one: its
+    params, and its coefficients of the modules whose terms are the same. (A model is
+    refit once, from the start it was first asked with.)
+    """
 
     member: int
     equations: dict[str, DiscoveredEquation]
     absent: dict[Term, np.ndarray] = field(default_factory=dict)
+    start: Refit | None = None
 
     def key(self) -> tuple:
         equations = tuple(
@@ -285,7 +292,9 @@ class Refitter:
             if param in self.table:
                 continue
             if param not in model.coefficients:
-                rows = [self.starts[param][r.member] for r in requests]
+                rows = [
+                    _param_start(r.start, param) or self.starts[param][r.member] for r in requests
+                ]
                 if param not in self.per_participant_params:
                     rows = [[np.mean(row)] for row in rows]
                 starts[param] = np.array(rows, dtype=float)
@@ -299,6 +308,9 @@ class Refitter:
                 equation = request.equations[module]
                 if powers not in _powers(equation):
                     continue
+                near = request.start.equations[module] if request.start else None
+                if near is not None and _powers(near) == _powers(equation):
+                    equation = near
                 index = _powers(equation).index(powers)
                 if equation.per_participant is None:
                     value = np.array([equation.terms[index][0]])
@@ -330,7 +342,7 @@ class Refitter:
     def _network(
         self, model: EquationModel, members: int, values: dict[str, np.ndarray]
     ) -> BaseRNN:
-        net = model.network_class(self.train.chosen.shape[-1], self.n_participants, members=members)
+        net = model.network_class(self.train.chosen.shape[-1], self.n_participants, members=members).double()
         net.set_participant_values(values, learnable=True)
         net.set_participant_values(self.table)
         return net
@@ -411,6 +423,14 @@ class Refitter:
             absent,
             (nll, n_trials),
         )
+
+
+def _param_start(start: Refit | None, param: str) -> list[float] | None:
+    """The values of ``param`` in the refit ``start`` (one per participant for a param
+    per participant), or None without one."""
+    if start is None:
+        return None
+    return start.participant_params.get(param) or [start.params[param]]
 
 
 def _powers(equation: DiscoveredEquation) -> list[Powers]:

@@ -11,8 +11,9 @@ import numpy as np
 from spicedsl.discovery.equation import DiscoveredEquation
 
 Combination = dict[str, DiscoveredEquation]
-#: Scores combinations, each for one network: ``[(network, combination), ...]`` -> scores.
-Scorer = Callable[[list[tuple[int, Combination]]], list[float]]
+#: Scores combinations, each for one network: ``[(network, combination, near), ...]`` ->
+#: scores, where ``near`` is the network's current combination (one module away), or None.
+Scorer = Callable[[list[tuple[int, Combination, Combination | None]]], list[float]]
 
 
 def select_equations(
@@ -39,7 +40,9 @@ def select_equations(
         changed = set()
         for name in modules:
             asked = [
-                (n, {**chosen[n], name: option}) for n in moving for option in candidates[n][name]
+                (n, {**chosen[n], name: option}, chosen[n])
+                for n in moving
+                for option in candidates[n][name]
             ]
             scores = iter(score(asked))
             for n in moving:
@@ -75,10 +78,10 @@ def _scorable_starts(
         asked = []
         for n, order in enumerate(orders):
             if starts[n] is None:
-                asked += [(n, combination) for combination in itertools.islice(order, at_once)]
+                asked += [(n, c, None) for c in itertools.islice(order, at_once)]
         if not asked:
             break
-        for (n, combination), value in zip(asked, score(asked), strict=True):
+        for (n, combination, _), value in zip(asked, score(asked), strict=True):
             firsts[n] = firsts[n] or combination
             if starts[n] is None and math.isfinite(value):
                 starts[n] = combination

@@ -300,7 +300,7 @@ ANCHOR = 1e-4
 # and the most steps one line search tries.
 HISTORY = 20
 TOLERANCE_GRAD = 1e-7
-TOLERANCE_CHANGE = 1e-7
+TOLERANCE_CHANGE = 1e-8
 TOLERANCE_STEP = 1e-9
 MAX_STEP = 1.0
 SUFFICIENT_DECREASE = 1e-4
@@ -332,49 +332,77 @@ def refit_params(
     hard-coded equation that fixes the scale of a state, scaling the state's equations up
     and its inverse temperature down predicts the same choices.
     """
-    named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
-    members = net.members
-    if not named:
+    if not any(p.requires_grad for p in net.parameters()):
         return members_nll(net, batch)
     net.eval()
-    fixed = torch.cat(
-        [
-            torch.as_tensor(
-                _held_mask(held or {}, name, net.member_rows(p).shape), device=net.device
-            )
-            for name, p in named
-        ],
-        dim=1,
-    )
-    sizes = [net.member_rows(p).shape[1] for _, p in named]
-    start = torch.cat([net.member_rows(p.detach()) for _, p in named], dim=1).double()
-
-    def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's loss at ``x`` (infinite where not finite) and its gradient."""
-        with torch.no_grad():
-            for (_, p), chunk in zip(named, torch.split(x, sizes, dim=1), strict=True):
-                net.member_rows(p).copy_(chunk)
-        for _, p in named:
-            p.grad = None
-        logits = net(batch.trials, batch.chosen, batch.participants)
-        rows = torch.cat([net.member_rows(p) for _, p in named], dim=1)
-        pull = ((rows - start.to(rows.dtype)) ** 2).sum(1)
-        loss = member_nll(logits, batch.targets, members) + ANCHOR * pull
-        loss.sum().backward()
-        gradient = torch.cat([net.member_rows(p.grad) for _, p in named], dim=1).double()
-        gradient = gradient.masked_fill(fixed, 0)
-        value = loss.detach().double()
-        broken = ~torch.isfinite(value) | ~torch.isfinite(gradient).all(1)
-        return value.masked_fill(broken, math.inf), gradient.masked_fill(broken[:, None], 0)
-
-    x = start.clone()
+    losses = _MemberLosses(net, batch, held or {})
+    x = losses.start.clone()
     with torch.enable_grad():
-        loss, gradient = _lbfgs(evaluate, x, max_iterations)
-    with torch.no_grad():
-        for (_, p), chunk in zip(named, torch.split(x, sizes, dim=1), strict=True):
-            net.member_rows(p).copy_(chunk)
+        loss, _ = _lbfgs(losses, x, max_iterations)
+    losses.write(net, x)
     nll = members_nll(net, batch)
     return np.where(np.isfinite(loss.cpu().numpy()), nll, math.inf)
+
+
+class _MemberLosses:
+    """The refit loss of each member of an equation model and its gradient, as functions
+    of the members' learnable params laid out as rows ``(members, n)``.
+
+    It evaluates the members a caller still needs: when they are at most half of those
+    its network holds, it goes on with a network and batch of those members alone.
+    """
+
+    def __init__(self, net: BaseRNN, batch: Batch, held: Mapping[str, np.ndarray]) -> None:
+        self.net, self.batch = net, batch
+        self.held = np.arange(net.members)  # the members that self.net holds
+        named = self._named(net)
+        self.fixed = torch.cat(
+            [
+                torch.as_tensor(_held_mask(held, name, net.member_rows(p).shape), device=net.device)
+                for name, p in named
+            ],
+            dim=1,
+        )
+        self.sizes = [net.member_rows(p).shape[1] for _, p in named]
+        self.start = torch.cat([net.member_rows(p.detach()) for _, p in named], dim=1).double()
+
+    @staticmethod
+    def _named(net: BaseRNN) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+
+    def write(self, net: BaseRNN, x: torch.Tensor) -> None:
+        """Set the learnable params of ``net`` (its members are the rows of ``x``)."""
+        with torch.no_grad():
+            for (_, p), chunk in zip(
+                self._named(net), torch.split(x, self.sizes, dim=1), strict=True
+            ):
+                net.member_rows(p).copy_(chunk)
+
+    def __call__(self, x: torch.Tensor, needed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's loss at ``x`` (infinite where not finite) and its gradient, right
+        for the ``needed`` members (a mask) at least."""
+        wanted = needed.cpu().numpy().nonzero()[0]
+        if len(wanted) <= len(self.held) // 2:
+            kept = np.searchsorted(self.held, wanted)
+            self.batch = member_subset(self.net.members, kept, self.batch)[0]
+            self.net, self.held = self.net.members_subset(kept.tolist()), wanted
+        rows = torch.as_tensor(self.held, device=x.device)
+        net = self.net
+        self.write(net, x[rows])
+        named = self._named(net)
+        logits = net(self.batch.trials, self.batch.chosen, self.batch.participants)
+        params = torch.cat([net.member_rows(p) for _, p in named], dim=1)
+        pull = ((params - self.start[rows].to(params.dtype)) ** 2).sum(1)
+        loss = member_nll(logits, self.batch.targets, net.members) + ANCHOR * pull
+        gradients = torch.autograd.grad(loss.sum(), [p for _, p in named])
+        gradient = torch.cat([net.member_rows(g) for g in gradients], dim=1).double()
+        value = loss.detach().double()
+        broken = ~torch.isfinite(value) | ~torch.isfinite(gradient).all(1)
+        every_loss = torch.full_like(x[:, 0], math.inf)
+        every_loss[rows] = value.masked_fill(broken, math.inf)
+        every_gradient = torch.zeros_like(x)
+        every_gradient[rows] = gradient.masked_fill(broken[:, None], 0)
+        return every_loss, every_gradient.masked_fill(self.fixed, 0)
 
 
 def _held_mask(held: Mapping[str, np.ndarray], name: str, shape: torch.Size) -> np.ndarray:
@@ -385,15 +413,15 @@ def _held_mask(held: Mapping[str, np.ndarray], name: str, shape: torch.Size) -> 
 
 
 def _lbfgs(evaluate, x: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise each row's loss, ``evaluate(x)`` giving ``(losses, gradients)`` of all
-    rows at once, by L-BFGS row by row; ``x`` ends at the minimum found. Returns the final
-    losses and gradients."""
+    """Minimise each row's loss by L-BFGS row by row; ``x`` ends at the minimum found.
+    ``evaluate(x, needed)`` gives the ``(losses, gradients)`` of all rows at once, right
+    at least for the rows of the mask ``needed``. Returns the final losses and gradients."""
     rows, size = x.shape
     steps_s = x.new_zeros(rows, HISTORY, size)
     steps_y = x.new_zeros(rows, HISTORY, size)
     inverse_sy = x.new_zeros(rows, HISTORY)
     stored = torch.zeros(rows, dtype=torch.long, device=x.device)
-    loss, gradient = evaluate(x)
+    loss, gradient = evaluate(x, torch.ones(rows, dtype=torch.bool, device=x.device))
     done = ~torch.isfinite(loss) | (gradient.abs().amax(1) <= TOLERANCE_GRAD)
     everyone = torch.arange(rows, device=x.device)
     for _ in range(max_iterations):
@@ -413,7 +441,7 @@ def _lbfgs(evaluate, x: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor
         new_x, new_loss, new_gradient = x.clone(), loss.clone(), gradient.clone()
         for _ in range(LINE_SEARCH_STEPS):
             trial = torch.where(pending[:, None], x + step[:, None] * direction, new_x)
-            trial_loss, trial_gradient = evaluate(trial)
+            trial_loss, trial_gradient = evaluate(trial, ~done)
             accept = pending & (trial_loss <= loss + SUFFICIENT_DECREASE * step * slope)
             new_x[accept], new_loss[accept] = trial[accept], trial_loss[accept]
             new_gradient[accept] = trial_gradient[accept]
