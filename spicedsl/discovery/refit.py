@@ -332,7 +332,7 @@ class Refitter:
         (infinite where the refit diverged)."""
         net = self._network(model, len(requests), starts)
         batch = member_batches([self.sessions[r.member] for r in requests], self.train)[0]
-        nll = refit_params(net, batch, held=held)
+        nll = refit_params(net, batch, max_iterations=40, held=held)
         values = net.member_param_values(model.params)
         diverged = ~np.isfinite(nll)
         for value in values.values():
@@ -342,7 +342,9 @@ class Refitter:
     def _network(
         self, model: EquationModel, members: int, values: dict[str, np.ndarray]
     ) -> BaseRNN:
-        net = model.network_class(self.train.chosen.shape[-1], self.n_participants, members=members).double()
+        net = model.network_class(
+            self.train.chosen.shape[-1], self.n_participants, members=members
+        ).double()
         net.set_participant_values(values, learnable=True)
         net.set_participant_values(self.table)
         return net
