@@ -348,13 +348,12 @@ class _MemberLosses:
     """The refit loss of each member of an equation model and its gradient, as functions
     of the members' learnable params laid out as rows ``(members, n)``.
 
-    It evaluates the members a caller still needs: when they are at most half of those
-    its network holds, it goes on with a network and batch of those members alone.
+    It evaluates only the members a caller needs, with a network and batch of those
+    members alone (taken from the whole ones, which it keeps).
     """
 
     def __init__(self, net: BaseRNN, batch: Batch, held: Mapping[str, np.ndarray]) -> None:
         self.net, self.batch = net, batch
-        self.held = np.arange(net.members)  # the members that self.net holds
         named = self._named(net)
         self.fixed = torch.cat(
             [
@@ -365,6 +364,7 @@ class _MemberLosses:
         )
         self.sizes = [net.member_rows(p).shape[1] for _, p in named]
         self.start = torch.cat([net.member_rows(p.detach()) for _, p in named], dim=1).double()
+        self._subsets: dict[bytes, tuple[BaseRNN, Batch]] = {}
 
     @staticmethod
     def _named(net: BaseRNN) -> list[tuple[str, torch.nn.Parameter]]:
@@ -378,22 +378,30 @@ class _MemberLosses:
             ):
                 net.member_rows(p).copy_(chunk)
 
+    def _subset(self, rows: np.ndarray) -> tuple[BaseRNN, Batch]:
+        """The network and batch of the members ``rows``."""
+        if len(rows) == self.net.members:
+            return self.net, self.batch
+        key = rows.tobytes()
+        if key not in self._subsets:
+            if len(self._subsets) > MAX_SUBSETS:
+                self._subsets.clear()
+            batch = member_subset(self.net.members, rows, self.batch)[0]
+            self._subsets[key] = (self.net.members_subset(rows.tolist()), batch)
+        return self._subsets[key]
+
     def __call__(self, x: torch.Tensor, needed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's loss at ``x`` (infinite where not finite) and its gradient, right
-        for the ``needed`` members (a mask) at least."""
+        """Each member's loss at ``x`` (infinite where not finite) and its gradient, for
+        the ``needed`` members (a mask; the others get an infinite loss)."""
         wanted = needed.cpu().numpy().nonzero()[0]
-        if len(wanted) <= len(self.held) // 2:
-            kept = np.searchsorted(self.held, wanted)
-            self.batch = member_subset(self.net.members, kept, self.batch)[0]
-            self.net, self.held = self.net.members_subset(kept.tolist()), wanted
-        rows = torch.as_tensor(self.held, device=x.device)
-        net = self.net
+        net, batch = self._subset(wanted)
+        rows = torch.as_tensor(wanted, device=x.device)
         self.write(net, x[rows])
         named = self._named(net)
-        logits = net(self.batch.trials, self.batch.chosen, self.batch.participants)
+        logits = net(batch.trials, batch.chosen, batch.participants)
         params = torch.cat([net.member_rows(p) for _, p in named], dim=1)
         pull = ((params - self.start[rows].to(params.dtype)) ** 2).sum(1)
-        loss = member_nll(logits, self.batch.targets, net.members) + ANCHOR * pull
+        loss = member_nll(logits, batch.targets, net.members) + ANCHOR * pull
         gradients = torch.autograd.grad(loss.sum(), [p for _, p in named])
         gradient = torch.cat([net.member_rows(g) for g in gradients], dim=1).double()
         value = loss.detach().double()
@@ -403,6 +411,10 @@ class _MemberLosses:
         every_gradient = torch.zeros_like(x)
         every_gradient[rows] = gradient.masked_fill(broken[:, None], 0)
         return every_loss, every_gradient.masked_fill(self.fixed, 0)
+
+
+# The most member subsets a refit keeps at once (each a small network and batch).
+MAX_SUBSETS = 64
 
 
 def _held_mask(held: Mapping[str, np.ndarray], name: str, shape: torch.Size) -> np.ndarray:
@@ -441,7 +453,7 @@ def _lbfgs(evaluate, x: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor
         new_x, new_loss, new_gradient = x.clone(), loss.clone(), gradient.clone()
         for _ in range(LINE_SEARCH_STEPS):
             trial = torch.where(pending[:, None], x + step[:, None] * direction, new_x)
-            trial_loss, trial_gradient = evaluate(trial, ~done)
+            trial_loss, trial_gradient = evaluate(trial, pending)
             accept = pending & (trial_loss <= loss + SUFFICIENT_DECREASE * step * slope)
             new_x[accept], new_loss[accept] = trial[accept], trial_loss[accept]
             new_gradient[accept] = trial_gradient[accept]
