@@ -162,8 +162,9 @@ class FitResult:
 
     def save(self, outdir: str | Path, overwrite: bool = False) -> Path:
         """Write ``fitted.spice`` (and its participant table, ``fitted_participants.csv``,
-        if it names one), ``report.json`` and ``network.npz`` into ``outdir``
-        (:func:`spicedsl.report.write_report` adds ``report.html``)."""
+        if it names one), ``report.json`` and ``network.npz`` (and, for an ensemble, every
+        member in ``ensemble.npz``) into ``outdir`` (:func:`spicedsl.report.write_report`
+        adds ``report.html``)."""
         out = new_output_dir(outdir, overwrite)
         if self.participant_table:
             table = format_param_table(self.participant_ids, self.participant_table)
@@ -171,6 +172,8 @@ class FitResult:
         write_atomic(out / "fitted.spice", self.fitted_text)
         write_atomic(out / "report.json", json.dumps(self.report(), indent=1) + "\n")
         save_weights(self.network, out / "network.npz")
+        if self.ensemble is not None:
+            save_weights(self.ensemble, out / ENSEMBLE_FILE)
         return out
 
     def _repr_latex_(self) -> str:
@@ -259,13 +262,20 @@ def _fingerprint(
 
 
 CHECKPOINT_FILE = "training.json"
+# The weights of every member of an ensemble (network.npz holds the one that stands for
+# all of them, which a single network can load).
+ENSEMBLE_FILE = "ensemble.npz"
+
+
+def _weights_file(net: BaseRNN) -> str:
+    return "network.npz" if net.members == 1 else ENSEMBLE_FILE
 
 
 def write_checkpoint(folder: str | Path, net: BaseRNN, log: TrainingLog, fingerprint: str) -> None:
     """Save the trained network and its training log into ``folder`` (see :func:`fit`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(net, folder / "network.npz")
+    save_weights(net, folder / _weights_file(net))
     content = {"fingerprint": fingerprint, "log": asdict(log)}
     write_atomic(folder / CHECKPOINT_FILE, json.dumps(content) + "\n")
 
@@ -287,7 +297,7 @@ def read_checkpoint(folder: str | Path, net: BaseRNN, fingerprint: str) -> Train
             f"the network in '{folder}' was trained with another model, data or settings"
             f"\nhint: {hint}, or give the model, data file and options of that fit"
         )
-    load_weights(net, folder / "network.npz")
+    load_weights(net, folder / _weights_file(net))
     return log
 
 
@@ -327,7 +337,8 @@ def fit(
     digits : int
         Significant digits of the coefficients in the fitted model (1 to 17).
     checkpoint : str or Path, optional
-        A folder where the trained network is saved (``network.npz``, ``training.json``)
+        A folder where the trained network is saved (``network.npz``, or ``ensemble.npz``
+        for an ensemble, and ``training.json``)
         as soon as training ends, so that an interrupted or failed equation stage loses
         nothing.
     resume : bool

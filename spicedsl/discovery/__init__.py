@@ -72,14 +72,13 @@ def discover_equations(
         return [fit.bic for fit in refitter.refit_all(requests)]
 
     chosen = select_equations(candidates, score)
-    if net.members == 1:
-        return refitter.drop_participant_terms(refitter.refit(chosen[0])), None
     members = refitter.refit_all([Request(n, eqs) for n, eqs in enumerate(chosen)])
+    if net.members == 1:
+        final = refitter.refit(chosen[0], start=members[0], precise=True)
+        return refitter.drop_participant_terms(final), None
     stability = stability_selection(members, libraries, settings.stability)
     equations, params = consensus(members, stability, model)
     everything = [np.unique(np.concatenate(sessions))]
-    final_refitter = Refitter(
-        program, source, model, train, table, n_participants, params, everything
-    )
-    final = final_refitter.drop_participant_terms(final_refitter.refit(equations))
-    return final, stability
+    refitter = Refitter(program, source, model, train, table, n_participants, params, everything)
+    final = refitter.refit(equations, precise=True)
+    return refitter.drop_participant_terms(final), stability

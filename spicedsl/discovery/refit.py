@@ -27,6 +27,11 @@ from spicedsl.semantics.lower import lower
 
 # Refit coefficients or params beyond this size mean the refit diverged.
 MAX_COEFFICIENT = 1e4
+# How far refits go: (most iterations, tolerance on the change of the mean NLL). Those
+# that choose among candidates need a BIC within a fraction of a unit; the model kept
+# (a precise request) is refit to convergence.
+CHOOSING = (40, 1e-8)
+PRECISE = (100, 1e-11)
 # The coefficient every term of a combined equation model is written with: neither 0
 # (no term) nor 1 (a fixed coefficient), so that every term gets a param.
 PLACEHOLDER = 0.5
@@ -63,13 +68,14 @@ class Request:
     equations: dict[str, DiscoveredEquation]
     absent: dict[Term, np.ndarray] = field(default_factory=dict)
     start: Refit | None = None
+    precise: bool = False
 
     def key(self) -> tuple:
         equations = tuple(
             (name, eq.terms, eq.per_participant) for name, eq in sorted(self.equations.items())
         )
         absent = tuple((term, mask.tobytes()) for term, mask in sorted(self.absent.items()))
-        return self.member, equations, absent
+        return self.member, equations, absent, self.precise
 
 
 @dataclass(frozen=True)
@@ -136,9 +142,11 @@ class Refitter:
         equations: dict[str, DiscoveredEquation],
         absent: dict[Term, np.ndarray] | None = None,
         member: int = 0,
+        start: Refit | None = None,
+        precise: bool = False,
     ) -> Refit:
-        """One equation model refit (see :meth:`refit_all`)."""
-        return self.refit_all([Request(member, equations, absent or {})])[0]
+        """One equation model refit (see :class:`Request` and :meth:`refit_all`)."""
+        return self.refit_all([Request(member, equations, absent or {}, start, precise)])[0]
 
     def refit_all(self, requests: Sequence[Request]) -> list[Refit]:
         """Refit every coefficient and param of each equation model to its network's
@@ -152,9 +160,11 @@ class Refitter:
         for request in requests:
             if request.key() not in self.done:
                 new.setdefault(request.key(), request)
-        if new:
-            for key, result in zip(new, self._refit(list(new.values())), strict=True):
-                self.done[key] = result
+        for precise in (False, True):
+            group = {key: r for key, r in new.items() if r.precise == precise}
+            if group:
+                for key, result in zip(group, self._refit(list(group.values())), strict=True):
+                    self.done[key] = result
         return [self.done[request.key()] for request in requests]
 
     def diverged(self, request: Request) -> Refit:
@@ -192,7 +202,10 @@ class Refitter:
         everyone = np.ones(self.n_participants, dtype=bool)
         absent = dict(final.absent)
         withouts = self.refit_all(
-            [Request(member, final.equations, {**final.absent, term: everyone}) for term in terms]
+            [
+                Request(member, final.equations, {**final.absent, term: everyone}, final)
+                for term in terms
+            ]
         )
         for term, without in zip(terms, withouts, strict=True):
             if without.participant_nll is None:
@@ -206,7 +219,7 @@ class Refitter:
             for name, eq in final.equations.items()
         }
         kept = {t: mask for t, mask in absent.items() if not mask.all()}
-        dropped = self.refit(equations, kept, member)
+        dropped = self.refit(equations, kept, member, final, precise=True)
         return dropped if dropped.bic < math.inf else final
 
     # -- one batch of refits ------------------------------------------------------------
@@ -332,7 +345,8 @@ class Refitter:
         (infinite where the refit diverged)."""
         net = self._network(model, len(requests), starts)
         batch = member_batches([self.sessions[r.member] for r in requests], self.train)[0]
-        nll = refit_params(net, batch, max_iterations=40, held=held)
+        iterations, tolerance = PRECISE if requests[0].precise else CHOOSING
+        nll = refit_params(net, batch, iterations, held, tolerance)
         values = net.member_param_values(model.params)
         diverged = ~np.isfinite(nll)
         for value in values.values():

@@ -293,18 +293,18 @@ def _describe_parameter(name: str) -> str:
 # Strength of the pull of refit params toward their starting values (see refit_params).
 ANCHOR = 1e-4
 # L-BFGS settings of refit_params: its memory; its stopping tolerances on the gradient,
-# on the change of the mean NLL (changes below float32's resolution of the loss are
-# noise) and on the step; the longest step, in any one raw param (a step across other
-# basins of the loss, which clipped equations make uneven, lands where the candidate
-# no longer means what it did); the sufficient decrease of its backtracking line search
-# and the most steps one line search tries.
+# on the change of the mean NLL (by default; the model is in float64) and on the step;
+# the longest step, in any one raw param (a step across other basins of the loss, which
+# clipped equations make uneven, lands where the candidate no longer means what it
+# did); the sufficient decrease of its backtracking line search and the most steps one
+# line search tries.
 HISTORY = 20
-TOLERANCE_GRAD = 1e-7
-TOLERANCE_CHANGE = 1e-8
-TOLERANCE_STEP = 1e-9
+TOLERANCE_GRAD = 1e-9
+TOLERANCE_CHANGE = 1e-11
+TOLERANCE_STEP = 1e-10
 MAX_STEP = 1.0
 SUFFICIENT_DECREASE = 1e-4
-LINE_SEARCH_STEPS = 20
+LINE_SEARCH_STEPS = 8
 
 
 def refit_params(
@@ -312,6 +312,7 @@ def refit_params(
     batch: Batch,
     max_iterations: int = 100,
     held: Mapping[str, np.ndarray] | None = None,
+    tolerance: float = TOLERANCE_CHANGE,
 ) -> np.ndarray:
     """Fit the learnable params of each member of a network with no learnable module (an
     equation model) by L-BFGS on its choices; return each member's final mean NLL
@@ -338,7 +339,7 @@ def refit_params(
     losses = _MemberLosses(net, batch, held or {})
     x = losses.start.clone()
     with torch.enable_grad():
-        loss, _ = _lbfgs(losses, x, max_iterations)
+        loss, _ = _lbfgs(losses, x, max_iterations, tolerance)
     losses.write(net, x)
     nll = members_nll(net, batch)
     return np.where(np.isfinite(loss.cpu().numpy()), nll, math.inf)
@@ -424,7 +425,9 @@ def _held_mask(held: Mapping[str, np.ndarray], name: str, shape: torch.Size) -> 
     return np.zeros(shape, dtype=bool) if mask is None else np.broadcast_to(mask, shape).copy()
 
 
-def _lbfgs(evaluate, x: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _lbfgs(
+    evaluate, x: torch.Tensor, max_iterations: int, tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise each row's loss by L-BFGS row by row; ``x`` ends at the minimum found.
     ``evaluate(x, needed)`` gives the ``(losses, gradients)`` of all rows at once, right
     at least for the rows of the mask ``needed``. Returns the final losses and gradients."""
@@ -490,7 +493,7 @@ def _lbfgs(evaluate, x: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor
         done |= (
             ~moved
             | (gradient.abs().amax(1) <= TOLERANCE_GRAD)
-            | (change < TOLERANCE_CHANGE)
+            | (change < tolerance)
             | (s.abs().amax(1) <= TOLERANCE_STEP)
         )
     return loss, gradient
