@@ -293,3 +293,14 @@ def term_text(powers) -> str:
     ('1', 'r * v ^ 2')
     """
     return format_expr(polynomial([(1.0, dict(powers))]))
+
+
+def equation_text(equation: DiscoveredEquation, digits: int = 4) -> str:
+    """A discovered equation's right-hand side as model text, at ``digits`` precision.
+
+    >>> from spicedsl.discovery.equation import DiscoveredEquation
+    >>> equation_text(DiscoveredEquation("m", "v", ((0.10012, ()), (0.8, (("v", 1),))), 10))
+    '0.1001 + 0.8 * v'
+    """
+    terms = [(round_significant(c, digits), dict(powers)) for c, powers in equation.terms]
+    return format_expr(polynomial(terms))

@@ -20,7 +20,12 @@ from spicedsl import __version__, ir
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery import discover_equations
 from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
-from spicedsl.discovery.stability import Stability, complementary_halves
+from spicedsl.discovery.stability import (
+    Stability,
+    complementary_halves,
+    stability_report,
+    stability_summary,
+)
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
 from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, with_frequencies
@@ -100,6 +105,9 @@ class FitResult:
                     f"# {stage:10} {split:10} {m['nll_per_trial']:10.5f} {m['accuracy']:9.4f} "
                     f"{m['aic']:10.1f} {m['bic']:10.1f}"
                 )
+        if self.stability is not None:
+            lines.append(stability_summary(self.stability))
+            lines.append("# network: the member with the best validation loss")
         return "\n".join(lines)
 
     def participant_summary(self) -> str:
@@ -144,9 +152,11 @@ class FitResult:
                 "best_loss": self.log.best_loss,
                 "stopped": self.log.stopped,
                 "restarts": self.log.restarts,
+                "members": self.log.members,
                 "train_loss": self.log.train_loss,
                 "validation_loss": self.log.validation_loss,
             },
+            "ensemble": stability_report(self.stability) if self.stability else None,
             "settings": asdict(self.settings),
             "options": self.options,
             "timings": self.timings,

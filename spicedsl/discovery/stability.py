@@ -17,6 +17,7 @@ import numpy as np
 from spicedsl import ir
 from spicedsl.discovery.equation import DiscoveredEquation, Powers
 from spicedsl.discovery.refit import Refit
+from spicedsl.fitted import equation_text, term_text
 
 
 def complementary_halves(
@@ -215,3 +216,44 @@ def _size(member: Refit) -> int:
 def _interval(values: Sequence[float]) -> tuple[float, float]:
     low, high = np.quantile(values, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2])
     return float(low), float(high)
+
+
+def stability_report(stability: Stability) -> dict[str, object]:
+    """What stability selection found, for ``report.json``."""
+    return {
+        "members": len(stability.members),
+        "threshold": stability.threshold,
+        "library_size": stability.library_size,
+        "mean_selected": stability.mean_selected,
+        "expected_false_terms_bound": stability.error_bound,
+        "terms": [
+            {
+                "module": t.module,
+                "term": term_text(t.powers),
+                "selected": t.selected,
+                "frequency": t.frequency,
+                "kept": t.kept,
+                "median": t.median,
+                "interval": list(t.interval),
+            }
+            for t in stability.terms
+        ],
+        "interval_coverage": INTERVAL,
+        "param_intervals": {name: list(v) for name, v in stability.param_intervals.items()},
+        "member_equations": [
+            {name: equation_text(eq, 17) for name, eq in member.equations.items()}
+            for member in stability.members
+        ],
+        "member_params": [member.params for member in stability.members],
+    }
+
+
+def stability_summary(stability: Stability) -> str:
+    """A comment line on the ensemble's selection, for people."""
+    bound = stability.error_bound
+    return (
+        f"# ensemble of {len(stability.members)} networks, each trained on half of the "
+        f"training sessions; a term is kept when at least {stability.threshold:g} of them "
+        "select it"
+        + (f"; expected number of falsely kept terms at most {bound:.3g}" if bound else "")
+    )
