@@ -77,7 +77,8 @@ def discover_equations(
         final = refitter.refit(chosen[0], start=members[0], precise=True)
         return refitter.drop_participant_terms(final), None
     stability = stability_selection(members, libraries, settings.stability)
-    equations, params = consensus(members, stability, model)
+    thresholds = {m.name: m.threshold for m in model.learned_modules}
+    equations, params = consensus(members, stability, thresholds)
     everything = [np.unique(np.concatenate(sessions))]
     refitter = Refitter(program, source, model, train, table, n_participants, params, everything)
     final = refitter.refit(equations, precise=True)

@@ -9,12 +9,11 @@ pair splits the training sessions into two disjoint halves (Shah & Samworth, 201
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from spicedsl import ir
 from spicedsl.discovery.equation import DiscoveredEquation, Powers
 from spicedsl.discovery.refit import Refit
 from spicedsl.fitted import equation_text, term_text
@@ -157,16 +156,16 @@ def stability_selection(
 
 
 def consensus(
-    members: Sequence[Refit], stability: Stability, model: ir.Model
+    members: Sequence[Refit], stability: Stability, thresholds: Mapping[str, float]
 ) -> tuple[dict[str, DiscoveredEquation], dict[str, np.ndarray]]:
     """The equations of the kept terms, and every param's value, to refit from: each
     coefficient and param the median over the members (a shared coefficient within its
-    module's threshold of 1 is 1, as for a single network's equations).
+    module's threshold, ``thresholds[module]``, of 1 is 1, as for a single network's
+    equations).
 
     Returns the equations and each param's values ``(1, n)`` (``n`` participants for a
     param per participant, else 1).
     """
-    thresholds = {m.name: m.threshold for m in model.learned_modules}
     equations = {}
     for module, library in stability.libraries.items():
         kept = {t.powers for t in stability.frequencies(module) if t.kept}

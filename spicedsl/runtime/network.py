@@ -395,7 +395,8 @@ class BaseRNN(nn.Module):
         return self.members_subset([index])
 
     def members_subset(self, indices: Sequence[int]) -> BaseRNN:
-        """The ensemble of the members ``indices``, in that order (a copy)."""
+        """The ensemble of the members ``indices``, in that order (a copy, in the same
+        training or evaluation mode)."""
         subset = type(self)(
             self.n_actions, self.n_participants, self.hidden_size, self.module_dropout, len(indices)
         )
@@ -412,7 +413,7 @@ class BaseRNN(nn.Module):
         )
         for name, raw in self.raw_params._parameters.items():
             subset.raw_params[name].requires_grad_(raw.requires_grad)
-        return subset.to(self.device)
+        return subset.to(self.device).train(self.training)
 
     def member_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """A weight of this network (or a tensor of its shape) as one row per member."""

@@ -230,7 +230,6 @@ def _keep_members(
     """The ensemble of the members ``keep`` of ``net``, and an optimizer that goes on as
     ``optimizer`` did for them (its moment estimates sliced likewise)."""
     subset = net.members_subset(keep.tolist())
-    subset.train(net.training)
     sliced = _adam(subset, settings)
     rows = torch.as_tensor(keep, device=net.device)
     for old, new in zip(net.parameters(), subset.parameters(), strict=True):
