@@ -61,7 +61,10 @@ def discover_equations(
     sessions : sequence of numpy.ndarray
         The training sessions of each member of ``net``.
     """
-    candidates, libraries = equation_candidates(net, model, settings, rng, net.n_participants)
+    trained = [np.unique(train.participants[own].cpu().numpy()) for own in sessions]
+    candidates, libraries = equation_candidates(
+        net, model, settings, rng, net.n_participants, trained
+    )
     starts = net.member_param_values([p.name for p in model.params if not p.fixed])
     n_participants = net.n_participants
     refitter = Refitter(program, source, model, train, table, n_participants, starts, sessions)

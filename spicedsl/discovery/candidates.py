@@ -10,7 +10,7 @@ state and its declared inputs.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -213,6 +213,7 @@ def equation_candidates(
     settings: FitSettings,
     rng: np.random.Generator,
     n_participants: int = 1,
+    trained: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[dict[str, list[DiscoveredEquation]]], dict[str, tuple[Powers, ...]]]:
     """Candidate sparse equations of each learnable module, from off-policy sessions: one
     dict of them for each member of ``net`` (every member runs on the same sessions), and
@@ -220,7 +221,9 @@ def equation_candidates(
 
     A module that reads the participant embedding (when there are several participants)
     also gets the structures found in each participant's samples alone, and every
-    candidate comes with each participant's own coefficients.
+    candidate comes with each participant's own coefficients. ``trained[m]`` lists the
+    participants whose sessions member ``m`` was trained on (all by default): the
+    others' samples say nothing about the data, and are left out.
     """
     if not model.learned_modules:
         return [{} for _ in range(net.members)], {}
@@ -238,10 +241,12 @@ def equation_candidates(
     recordings = record_modules(net, batch)
     candidates, libraries = [], {}
     for member in range(net.members):
-        own = {
-            name: {key: values[samples["member"] == member] for key, values in samples.items()}
-            for name, samples in recordings.items()
-        }
+        own = {}
+        for name, samples in recordings.items():
+            mine = samples["member"] == member
+            if trained is not None:
+                mine &= np.isin(samples["participant"], trained[member])
+            own[name] = {key: values[mine] for key, values in samples.items()}
         found, library = _module_candidates(net, model, own, n_participants)
         candidates.append(found)
         for name, terms in library.items():
