@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,9 @@ def run(model: str, seed: int, ensemble: int, degree: int | None) -> dict:
     options = {"ensemble": ensemble} | ({"degree": degree} if degree else {})
     load = os.getloadavg()[0]
     result = api.fit(EXAMPLES / f"{model}.spice", train, seed=seed, progress=False, **options)
-    held = api.evaluate(result.fitted_text, held_out)["nll_per_trial"]
+    with tempfile.TemporaryDirectory(prefix="bench_recovery_") as folder:
+        saved = result.save(folder, overwrite=True)  # a participant table lies beside it
+        held = api.evaluate(saved / "fitted.spice", held_out)["nll_per_trial"]
     exact = all(terms(result.discovered[m]) == t for m, t in truth_terms.items())
     return {
         "seed": seed,

@@ -87,10 +87,10 @@ def test_a_member_stops_on_its_own_and_slow_ones_at_a_budget():
     assert done.tolist() == [True, False, False, False]
     done = _members_done(converged, unimproved, np.zeros(4, dtype=int), 25, settings)
     assert done.tolist() == [True, True, False, False]
-    # Half of the members stopped by epoch 30: the rest stop at epoch 60.
+    # Half of the members stopped by epoch 30: the rest stop at epoch 45.
     stopped = np.array([0, 0, 25, 30])
-    assert not _members_done(converged[:2] & False, unimproved[:2] * 0, stopped, 59, settings).any()
-    assert _members_done(converged[:2] & False, unimproved[:2] * 0, stopped, 60, settings).all()
+    assert not _members_done(converged[:2] & False, unimproved[:2] * 0, stopped, 44, settings).any()
+    assert _members_done(converged[:2] & False, unimproved[:2] * 0, stopped, 45, settings).all()
 
 
 def test_complementary_halves_are_disjoint_pairs_of_everything():

@@ -30,7 +30,7 @@ MAX_COEFFICIENT = 1e4
 # How far refits go: (most iterations, tolerance on the change of the mean NLL). Those
 # that choose among candidates need a BIC within a fraction of a unit; the model kept
 # (a precise request) is refit to convergence.
-CHOOSING = (40, 1e-8)
+CHOOSING = (30, 1e-7)
 PRECISE = (100, 1e-11)
 # The coefficient every term of a combined equation model is written with: neither 0
 # (no term) nor 1 (a fixed coefficient), so that every term gets a param.

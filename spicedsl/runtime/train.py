@@ -191,6 +191,10 @@ def train_network(
     return log
 
 
+# An ensemble member's epoch budget, relative to the epoch when half of them had stopped.
+MEMBER_BUDGET = 1.5
+
+
 def _members_done(
     converged: np.ndarray,
     unimproved: np.ndarray,
@@ -203,9 +207,10 @@ def _members_done(
     A member stops when its training loss has ``converged``; when its monitored
     (validation) loss has not improved for ``settings.patience`` epochs, counted from
     epoch ``2 * patience`` on (in the first epochs, Adam at the default learning rate
-    overshoots: the loss dips, rises and falls again); or at its epoch budget, twice the
-    epoch at which half of the members had stopped (a member that learns far more slowly
-    than the others would otherwise set the cost of the whole ensemble).
+    overshoots: the loss dips, rises and falls again); or at its epoch budget,
+    ``MEMBER_BUDGET`` times the epoch at which half of the members had stopped (a member
+    that learns far more slowly than the others would otherwise set the cost of the whole
+    ensemble; it keeps its best weights so far).
     ``stopped_at`` holds each member's last epoch, 0 while it trains.
     """
     done = converged.copy()
@@ -213,7 +218,7 @@ def _members_done(
         done |= unimproved >= settings.patience
     stops = np.sort(stopped_at[stopped_at > 0])
     half = len(stopped_at) // 2
-    if len(stops) >= half and epoch >= 2 * stops[half - 1]:
+    if len(stops) >= half and epoch >= MEMBER_BUDGET * stops[half - 1]:
         done[:] = True
     return done
 
