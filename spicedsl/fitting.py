@@ -253,6 +253,17 @@ def _train(
 PAIRS_STREAM = 1
 
 
+def _voters(log: TrainingLog, chance: float) -> list[int] | None:
+    """The members of an ensemble whose equations count: those whose best loss is nearer
+    the median member's than ``chance`` (a member that stayed near chance while the
+    others learnt has learnt too little to have a say). None for a single network."""
+    if not log.members:
+        return None
+    losses = np.array([info["best_loss"] for info in log.members])
+    cutoff = (np.median(losses) + chance) / 2
+    return [int(m) for m in np.flatnonzero(losses < cutoff)] or list(range(len(losses)))
+
+
 def _restart_seed(seed: int, attempt: int) -> int:
     """The torch seed of restart ``attempt`` of a fit with ``seed``."""
     return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
@@ -432,7 +443,16 @@ def fit(
     start = time.perf_counter()
     sessions = halves if halves is not None else [train_sessions]
     final, stability = discover_equations(
-        net, program, source, model_ir, train, table, fit_settings, rng, sessions
+        net,
+        program,
+        source,
+        model_ir,
+        train,
+        table,
+        fit_settings,
+        rng,
+        sessions,
+        _voters(log, chance_nll(full)),
     )
     discovered, params = final.equations, final.params
     ensemble = None

@@ -15,9 +15,10 @@ from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery.equation import DiscoveredEquation
 from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.stability import complementary_halves, consensus, stability_selection
+from spicedsl.fitting import _voters
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.runtime.batch import make_batch, member_batches
-from spicedsl.runtime.train import _members_done, train_network
+from spicedsl.runtime.train import TrainingLog, _members_done, train_network
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import FitSettings
 from tests.test_cli import assert_no_traceback, spicedsl
@@ -79,18 +80,19 @@ def test_members_train_as_they_would_alone(small_data):
 
 
 def test_a_member_stops_on_its_own_and_slow_ones_at_a_budget():
-    settings = FitSettings(patience=10)
-    converged = np.array([True, False, False, False])
-    unimproved = np.array([0, 12, 3, 3])
-    # Before epoch 2 * patience, a member whose validation loss stalls goes on.
-    done = _members_done(converged, unimproved, np.zeros(4, dtype=int), 15, settings)
-    assert done.tolist() == [True, False, False, False]
-    done = _members_done(converged, unimproved, np.zeros(4, dtype=int), 25, settings)
-    assert done.tolist() == [True, True, False, False]
+    converged = np.array([True, False])
+    assert _members_done(converged, np.zeros(4, dtype=int), 100).tolist() == [True, False]
     # Half of the members stopped by epoch 30: the rest stop at epoch 45.
     stopped = np.array([0, 0, 25, 30])
-    assert not _members_done(converged[:2] & False, unimproved[:2] * 0, stopped, 44, settings).any()
-    assert _members_done(converged[:2] & False, unimproved[:2] * 0, stopped, 45, settings).all()
+    assert _members_done(converged, stopped, 44).tolist() == [True, False]
+    assert _members_done(converged, stopped, 45).tolist() == [True, True]
+
+
+def test_members_that_learnt_nothing_have_no_say():
+    log = TrainingLog(members=[{"best_loss": loss} for loss in (0.57, 0.66, 0.58, 0.69, 0.56)])
+    chance = float(np.log(2))  # (median 0.58 + chance 0.693) / 2 = 0.637
+    assert _voters(log, chance) == [0, 2, 4]
+    assert _voters(TrainingLog(), chance) is None
 
 
 def test_complementary_halves_are_disjoint_pairs_of_everything():

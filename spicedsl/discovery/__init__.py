@@ -37,6 +37,7 @@ def discover_equations(
     settings: FitSettings,
     rng: np.random.Generator,
     sessions: Sequence[np.ndarray],
+    voters: Sequence[int] | None = None,
 ) -> tuple[Refit, Stability | None]:
     """The equations of the learnable modules of ``net`` and the params refit with them;
     for an ensemble, also what stability selection found.
@@ -60,6 +61,9 @@ def discover_equations(
         Draws the off-policy sessions.
     sessions : sequence of numpy.ndarray
         The training sessions of each member of ``net``.
+    voters : sequence of int, optional
+        The members of an ensemble whose equations count (by default all): a member that
+        learnt nothing has no say.
     """
     trained = [np.unique(train.participants[own].cpu().numpy()) for own in sessions]
     candidates, libraries = equation_candidates(
@@ -69,17 +73,22 @@ def discover_equations(
     n_participants = net.n_participants
     refitter = Refitter(program, source, model, train, table, n_participants, starts, sessions)
 
+    voters = list(range(net.members)) if voters is None else list(voters)
+
     def score(asked: list[tuple[int, dict, dict | None]]) -> list[float]:
-        nears = iter(refitter.refit_all([Request(n, near) for n, _, near in asked if near]))
-        requests = [Request(n, eqs, start=next(nears) if near else None) for n, eqs, near in asked]
+        nears = refitter.refit_all([Request(voters[i], near) for i, _, near in asked if near])
+        starts = iter(nears)
+        requests = [
+            Request(voters[i], eqs, start=next(starts) if near else None) for i, eqs, near in asked
+        ]
         return [fit.bic for fit in refitter.refit_all(requests)]
 
-    chosen = select_equations(candidates, score)
-    members = refitter.refit_all([Request(n, eqs) for n, eqs in enumerate(chosen)])
+    chosen = select_equations([candidates[n] for n in voters], score)
+    members = refitter.refit_all([Request(n, eqs) for n, eqs in zip(voters, chosen, strict=True)])
     if net.members == 1:
         final = refitter.refit(chosen[0], start=members[0], precise=True)
         return refitter.drop_participant_terms(final), None
-    stability = stability_selection(members, libraries, settings.stability)
+    stability = stability_selection(members, libraries, settings.stability, voters, net.members)
     thresholds = {m.name: m.threshold for m in model.learned_modules}
     equations, params = consensus(members, stability, thresholds)
     everything = [np.unique(np.concatenate(sessions))]

@@ -74,7 +74,8 @@ class Stability:
 
     ``terms`` holds every term some member selected, module by module, most frequent
     first; ``members`` the equations and params each member's own refit gave, on its
-    half of the training sessions.
+    half of the training sessions, for the members that vote: ``voters`` (their indices)
+    of the ``trained`` members (those left out learnt nothing).
     """
 
     threshold: float
@@ -82,6 +83,13 @@ class Stability:
     terms: tuple[TermFrequency, ...]
     members: tuple[Refit, ...]
     param_intervals: dict[str, tuple[float, float]]
+    voters: tuple[int, ...] = ()
+    trained: int = 0
+
+    @property
+    def left_out(self) -> list[int]:
+        """The members that do not vote (indices)."""
+        return [m for m in range(self.trained) if m not in self.voters]
 
     @property
     def library_size(self) -> int:
@@ -114,7 +122,11 @@ INTERVAL = 0.9
 
 
 def stability_selection(
-    members: Sequence[Refit], libraries: dict[str, tuple[Powers, ...]], threshold: float
+    members: Sequence[Refit],
+    libraries: dict[str, tuple[Powers, ...]],
+    threshold: float,
+    voters: Sequence[int] | None = None,
+    trained: int | None = None,
 ) -> Stability:
     """Each term's selection frequency among the ``members``' equations; a term is kept
     when it reaches ``threshold``.
@@ -122,11 +134,14 @@ def stability_selection(
     Parameters
     ----------
     members : sequence of Refit
-        Each member's chosen equations, refit on its own training sessions.
+        Each voting member's chosen equations, refit on its own training sessions.
     libraries : dict
         Each module's library: the terms a member could have selected.
     threshold : float
         The share of members that must select a term to keep it, in (0.5, 1].
+    voters, trained : sequence of int and int, optional
+        The indices of the voting members among the ``trained`` ones (by default, all
+        of them vote).
     """
     terms = []
     for module, library in libraries.items():
@@ -152,7 +167,11 @@ def stability_selection(
         terms += sorted(found, key=lambda term: -term.selected)
     names = members[0].params if members else {}
     intervals = {name: _interval([m.params[name] for m in members]) for name in names}
-    return Stability(threshold, dict(libraries), tuple(terms), tuple(members), intervals)
+    voters = tuple(range(len(members))) if voters is None else tuple(voters)
+    trained = len(members) if trained is None else trained
+    return Stability(
+        threshold, dict(libraries), tuple(terms), tuple(members), intervals, voters, trained
+    )
 
 
 def consensus(
@@ -220,7 +239,9 @@ def _interval(values: Sequence[float]) -> tuple[float, float]:
 def stability_report(stability: Stability) -> dict[str, object]:
     """What stability selection found, for ``report.json``."""
     return {
-        "members": len(stability.members),
+        "members": stability.trained,
+        "voting": len(stability.members),
+        "left_out": stability.left_out,
         "threshold": stability.threshold,
         "library_size": stability.library_size,
         "mean_selected": stability.mean_selected,
@@ -250,9 +271,11 @@ def stability_report(stability: Stability) -> dict[str, object]:
 def stability_summary(stability: Stability) -> str:
     """A comment line on the ensemble's selection, for people."""
     bound = stability.error_bound
+    left_out = stability.left_out
     return (
-        f"# ensemble of {len(stability.members)} networks, each trained on half of the "
-        f"training sessions; a term is kept when at least {stability.threshold:g} of them "
-        "select it"
+        f"# ensemble of {stability.trained} networks, each trained on half of the "
+        "training sessions"
+        + (f" ({len(left_out)} left out: nearer chance than the others)" if left_out else "")
+        + f"; a term is kept when at least {stability.threshold:g} of them select it"
         + (f"; expected number of falsely kept terms at most {bound:.3g}" if bound else "")
     )

@@ -105,7 +105,7 @@ def train_network(
     best_loss, best_state = np.full(members, math.inf), _copy_state(net)
     best_epoch, stopped_at = np.zeros(members, dtype=int), np.zeros(members, dtype=int)
     smoothed_change = np.full(members, math.nan)
-    calm_epochs, unimproved = np.zeros(members, dtype=int), np.zeros(members, dtype=int)
+    calm_epochs = np.zeros(members, dtype=int)
     previous = None
     # The members still training, by their index in ``net``; ``work`` holds their weights.
     active, work = np.arange(members), net
@@ -141,7 +141,6 @@ def train_network(
                 best_loss[active[improved]] = monitored[improved]
                 best_epoch[active[improved]] = epoch + 1
                 _copy_members(best_state, net, work, active, improved)
-            unimproved[active] = np.where(improved, 0, unimproved[active] + 1)
             optimizer.zero_grad()
             losses.sum().backward()
             if not np.isfinite(values).all() or not _gradients_finite(work):
@@ -165,7 +164,7 @@ def train_network(
             )
             done = calm_epochs[active] >= settings.patience
             if members > 1:
-                done = _members_done(done, unimproved[active], stopped_at, epoch + 1, settings)
+                done = _members_done(done, stopped_at, epoch + 1)
             stopped_at[active[done]] = epoch + 1
             if done.all():
                 log.stopped = "converged"
@@ -195,32 +194,20 @@ def train_network(
 MEMBER_BUDGET = 1.5
 
 
-def _members_done(
-    converged: np.ndarray,
-    unimproved: np.ndarray,
-    stopped_at: np.ndarray,
-    epoch: int,
-    settings: FitSettings,
-) -> np.ndarray:
+def _members_done(converged: np.ndarray, stopped_at: np.ndarray, epoch: int) -> np.ndarray:
     """Which members of an ensemble stop after ``epoch``, among those still training.
 
-    A member stops when its training loss has ``converged``; when its monitored
-    (validation) loss has not improved for ``settings.patience`` epochs, counted from
-    epoch ``2 * patience`` on (in the first epochs, Adam at the default learning rate
-    overshoots: the loss dips, rises and falls again); or at its epoch budget,
-    ``MEMBER_BUDGET`` times the epoch at which half of the members had stopped (a member
+    A member stops when its training loss has ``converged``, or at its epoch budget,
+    ``MEMBER_BUDGET`` times the epoch at which half of the members had stopped: a member
     that learns far more slowly than the others would otherwise set the cost of the whole
-    ensemble; it keeps its best weights so far).
-    ``stopped_at`` holds each member's last epoch, 0 while it trains.
+    ensemble (it keeps its best weights so far). ``stopped_at`` holds each member's last
+    epoch, 0 while it trains.
     """
-    done = converged.copy()
-    if epoch >= 2 * settings.patience:
-        done |= unimproved >= settings.patience
     stops = np.sort(stopped_at[stopped_at > 0])
     half = len(stopped_at) // 2
     if len(stops) >= half and epoch >= MEMBER_BUDGET * stops[half - 1]:
-        done[:] = True
-    return done
+        return np.ones_like(converged)
+    return converged
 
 
 def _adam(net: BaseRNN, settings: FitSettings) -> torch.optim.Adam:
