@@ -28,6 +28,16 @@ EXAMPLES = ROOT / "examples"
 QUICK = ["--epochs", "15", "--sindy-sessions", "2", "--sindy-trials", "100", "-q"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as ``fit`` uses: tiny operations on several threads of a busy
+    machine wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def small_data():
     dataset, _ = api.simulate(EXAMPLES / "q_learning.spice", 30, 40, seed=4)
@@ -182,7 +192,7 @@ def ensemble_fit(tmp_path_factory, small_data):
     data = folder / "data.csv"
     small_data.to_csv(data)
     out = folder / "out"
-    args = ["fit", str(EXAMPLES / "learning_rate.spice"), str(data), *QUICK, "--ensemble", "4"]
+    args = ["fit", str(EXAMPLES / "learning_rate.spice"), str(data), *QUICK, "--ensemble", "2"]
     result = spicedsl(*args, "-o", str(out))
     return folder, args, result
 
@@ -193,7 +203,7 @@ def test_an_ensemble_fit_writes_a_valid_model_with_term_frequencies(ensemble_fit
     out = folder / "out"
     fitted = (out / "fitted.spice").read_text()
     assert "# members selecting each term: " in fitted
-    assert "ensemble of 4 networks" in result.stdout
+    assert "ensemble of 2 networks" in result.stdout
     assert spicedsl("check", str(out / "fitted.spice")).returncode == 0
     formatted = spicedsl("fmt", str(out / "fitted.spice"))
     assert formatted.stdout == fitted
@@ -211,9 +221,9 @@ def test_an_ensemble_report_holds_frequencies_bound_intervals_and_members(ensemb
     folder, _, _ = ensemble_fit
     report = json.loads((folder / "out" / "report.json").read_text())
     ensemble = report["ensemble"]
-    assert ensemble["members"] == 4 and ensemble["threshold"] == 0.7
+    assert ensemble["members"] == 2 and ensemble["threshold"] == 0.7
     assert ensemble["expected_false_terms_bound"] > 0
-    assert len(ensemble["member_equations"]) == 4
+    assert len(ensemble["member_equations"]) == ensemble["voting"]
     assert {"x_learning_rate_reward", "x_value_reward_not_chosen"} <= {
         t["module"] for t in ensemble["terms"]
     }
@@ -221,11 +231,12 @@ def test_an_ensemble_report_holds_frequencies_bound_intervals_and_members(ensemb
         low, high = term["interval"]
         assert low <= term["median"] <= high
         assert term["kept"] == (term["frequency"] >= 0.7)
-    assert len(report["training"]["members"]) == 4
+    assert len(report["training"]["members"]) == 2
     page = (folder / "out" / "report.html").read_text()
     assert '<img id="stability"' in page and 'id="member-equations"' in page
 
 
+@pytest.mark.slow
 def test_an_ensemble_fit_is_reproducible_and_resumable(ensemble_fit):
     folder, args, _ = ensemble_fit
     again = spicedsl(*args, "-o", str(folder / "again"))
