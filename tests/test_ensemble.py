@@ -145,9 +145,20 @@ def test_stability_selection_keeps_the_terms_most_members_select():
     # Meinshausen and Bühlmann: q^2 / ((2 pi - 1) p) with q = 2 and p = 3.
     assert stability.error_bound == pytest.approx(4 / (0.4 * 3))
     assert stability.param_intervals["beta"][0] == pytest.approx(3.15)
-    equations, params = consensus(members, stability, {"m": 0.05})
+    equations, params = consensus(members, stability)
     assert equations["m"].terms == ((0.1, ONE), (0.805, V))  # medians, in library order
     assert params["beta"].tolist() == [[4.5]]
+
+    # A coefficient most members hold at exactly 1 is structure; a median of 1 is not.
+    def with_value(value: float) -> Refit:
+        return Refit({"m": equation("m", {ONE: 0.1, V: value})}, {"beta": 3.0}, {}, 0.0)
+
+    members = [with_value(v) for v in (1.0, 1.0, 1.0, 0.9)]
+    equations, _ = consensus(members, stability)
+    assert equations["m"].terms == ((0.1, ONE), (1.0, V))
+    members = [with_value(v) for v in (1.0, 1.0, 0.8, 1.2)]
+    coefficient = consensus(members, stability)[0]["m"].terms[1][0]
+    assert coefficient == pytest.approx(1.0) and coefficient != 1.0
 
 
 def test_refits_side_by_side_equal_refits_one_at_a_time(small_data):

@@ -89,8 +89,7 @@ def discover_equations(
         final = refitter.refit(chosen[0], start=members[0], precise=True)
         return refitter.drop_participant_terms(final), None
     stability = stability_selection(members, libraries, settings.stability, voters, net.members)
-    thresholds = {m.name: m.threshold for m in model.learned_modules}
-    equations, params = consensus(members, stability, thresholds)
+    equations, params = consensus(members, stability)
     everything = [np.unique(np.concatenate(sessions))]
     refitter = Refitter(program, source, model, train, table, n_participants, params, everything)
     final = refitter.refit(equations, precise=True)

@@ -9,7 +9,8 @@ pair splits the training sessions into two disjoint halves (Shah & Samworth, 201
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -175,12 +176,12 @@ def stability_selection(
 
 
 def consensus(
-    members: Sequence[Refit], stability: Stability, thresholds: Mapping[str, float]
+    members: Sequence[Refit], stability: Stability
 ) -> tuple[dict[str, DiscoveredEquation], dict[str, np.ndarray]]:
     """The equations of the kept terms, and every param's value, to refit from: each
-    coefficient and param the median over the members (a shared coefficient within its
-    module's threshold, ``thresholds[module]``, of 1 is 1, as for a single network's
-    equations).
+    coefficient and param the median over the members that have it. A shared coefficient
+    that most of them hold at exactly 1 (structure, not a free number, as a snapped
+    coefficient of a single network's equation) stays 1.
 
     Returns the equations and each param's values ``(1, n)`` (``n`` participants for a
     param per participant, else 1).
@@ -193,10 +194,13 @@ def consensus(
         for powers in (p for p in library if p in kept):
             having = [m.equations[module] for m in members if powers in _powers_of(m, module)]
             index = [_powers(eq).index(powers) for eq in having]
-            median = float(np.median([eq.terms[i][0] for eq, i in zip(having, index, strict=True)]))
-            if first.per_participant is None and abs(median - 1) < thresholds[module]:
-                median = 1.0
-            terms.append((median, powers))
+            values = [eq.terms[i][0] for eq, i in zip(having, index, strict=True)]
+            structural = first.per_participant is None and 2 * values.count(1.0) > len(values)
+            median = float(np.median(values))
+            if median == 1.0 and not structural:
+                # Exactly 1 would read as structure (held at 1): the nearest float instead.
+                median = math.nextafter(1.0, 0.0)
+            terms.append((1.0 if structural else median, powers))
             if first.per_participant is not None:
                 rows = [
                     [row[i] for row in eq.per_participant]
