@@ -268,21 +268,26 @@ def with_frequencies(text: str, stability: Stability) -> str:
 
 
 def frequency_text(stability: Stability, module: str) -> str:
-    """How many members selected each term of ``module``, for people.
+    """How many members selected each term of ``module``, for people: the kept terms
+    first, then those that the members' most frequent structure added, then the others.
 
     For example ``members selecting each term: 1 16/16, x 16/16; below 0.7: x^2 3/16``.
     """
     members = len(stability.members)
+    added = {powers for name, powers in stability.added if name == module}
+    terms = stability.frequencies(module)
 
-    def listed(kept: bool) -> str:
-        return ", ".join(
-            f"{term_text(t.powers)} {t.selected}/{members}"
-            for t in stability.frequencies(module)
-            if t.kept == kept
+    def listed(chosen) -> str:
+        return ", ".join(f"{term_text(t.powers)} {t.selected}/{members}" for t in chosen)
+
+    text = f"members selecting each term: {listed(t for t in terms if t.kept) or 'none'}"
+    extra = listed(t for t in terms if t.powers in added)
+    if extra:
+        text += (
+            f"; kept with the members' most frequent structure "
+            f"({stability.modal_members}/{members}): {extra}"
         )
-
-    text = f"members selecting each term: {listed(True) or 'none'}"
-    below = listed(False)
+    below = listed(t for t in terms if not t.kept and t.powers not in added)
     return text + (f"; below {stability.threshold:g}: {below}" if below else "")
 
 

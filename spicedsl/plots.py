@@ -473,7 +473,8 @@ def stability_figure(stability: Stability) -> Figure:
     -------
     matplotlib.figure.Figure
         One axes labelled ``stability``; its bars' widths are the frequencies (kept terms
-        in blue, the others in grey) and its vertical line is at the threshold.
+        in blue, those the members' most frequent structure added in orange, the others
+        in grey) and its vertical line is at the threshold.
     """
     from spicedsl.fitted import term_text
 
@@ -482,7 +483,11 @@ def stability_figure(stability: Stability) -> Figure:
     ax = fig.add_subplot()
     ax.set_label("stability")
     rows = np.arange(len(terms))[::-1]
-    colours = ["tab:blue" if t.kept else "0.65" for t in terms]
+    added = set(stability.added)
+    colours = [
+        "tab:blue" if t.kept else "tab:orange" if (t.module, t.powers) in added else "0.65"
+        for t in terms
+    ]
     ax.barh(rows, [t.frequency for t in terms], color=colours)
     ax.set_yticks(rows, [f"{t.module}: {term_text(t.powers)}" for t in terms], fontsize="small")
     ax.axvline(stability.threshold, color="tab:red", linestyle="--", label="threshold")

@@ -166,7 +166,7 @@ def _stability_section(stability) -> list[str]:
         low, high = t.interval
         rows.append(
             f"<tr><td>{html.escape(t.module)}</td><td>{html.escape(term_text(t.powers))}</td>"
-            f"<td>{t.selected}/{members}</td><td>{'yes' if t.kept else 'no'}</td>"
+            f"<td>{t.selected}/{members}</td><td>{_kept_text(stability, t)}</td>"
             f"<td>{t.median:.4g}</td><td>[{low:.4g}, {high:.4g}]</td></tr>"
         )
     equations = "\n".join(
@@ -187,13 +187,26 @@ def _stability_section(stability) -> list[str]:
             if bound is not None
             else ""
         )
-        + ". The kept terms were refit on all the training sessions. Intervals cover the "
-        "central 90 % of the members' coefficients.</p>",
+        + ". The kept terms were refit on all the training sessions"
+        + (
+            f"; so was the members' most frequent structure ({stability.modal_members} of "
+            "them), which holds the kept terms and more, and it predicted the choices better "
+            "(BIC): it is the fitted model"
+            if stability.added
+            else ""
+        )
+        + ". Intervals cover the central 90 % of the members' coefficients.</p>",
         _image(plots.figure_png(plots.stability_figure(stability)), "stability", "stability"),
         '<table id="stability-terms">' + "".join(rows) + "</table>",
         "<p>Each member's own equations:</p>",
         f'<pre id="member-equations">{html.escape(equations)}</pre>',
     ]
+
+
+def _kept_text(stability, term) -> str:
+    if term.kept:
+        return "yes"
+    return "added" if (term.module, term.powers) in stability.added else "no"
 
 
 def member_text(member) -> dict[str, str]:

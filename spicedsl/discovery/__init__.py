@@ -6,12 +6,15 @@ network's recorded updates (pysindy), :mod:`~spicedsl.discovery.refit` refits
 combinations of candidates to the training choices, and
 :mod:`~spicedsl.discovery.selection` keeps the combination with the best BIC. For an
 ensemble, every member does this on its own training sessions, and
-:mod:`~spicedsl.discovery.stability` keeps the terms that enough members select.
+:mod:`~spicedsl.discovery.stability` keeps the terms that enough members select (or,
+when the members' most frequent structure holds those terms and more and predicts the
+training choices better, that structure).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,7 +22,12 @@ from spicedsl import ir
 from spicedsl.discovery.candidates import equation_candidates
 from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.selection import select_equations
-from spicedsl.discovery.stability import Stability, consensus, stability_selection
+from spicedsl.discovery.stability import (
+    Stability,
+    consensus,
+    modal_structure,
+    stability_selection,
+)
 from spicedsl.runtime.batch import Batch
 from spicedsl.runtime.network import BaseRNN
 from spicedsl.settings import FitSettings
@@ -90,7 +98,16 @@ def discover_equations(
         return refitter.drop_participant_terms(final), None
     stability = stability_selection(members, libraries, settings.stability, voters, net.members)
     equations, params = consensus(members, stability)
+    options = [equations]
+    modal = modal_structure(stability)
+    if modal is not None:
+        options.append(consensus(members, stability, modal[0])[0])
     everything = [np.unique(np.concatenate(sessions))]
     refitter = Refitter(program, source, model, train, table, n_participants, params, everything)
-    final = refitter.refit(equations, precise=True)
-    return refitter.drop_participant_terms(final), stability
+    fits = refitter.refit_all([Request(0, eqs, precise=True) for eqs in options])
+    if len(fits) > 1 and fits[1].bic < fits[0].bic:
+        stable = stability.stable()
+        added = tuple((m, p) for m, terms in modal[0].items() for p in terms - stable[m])
+        stability = replace(stability, added=added, modal_members=modal[1])
+        return refitter.drop_participant_terms(fits[1]), stability
+    return refitter.drop_participant_terms(fits[0]), stability

@@ -86,6 +86,18 @@ class Stability:
     param_intervals: dict[str, tuple[float, float]]
     voters: tuple[int, ...] = ()
     trained: int = 0
+    # Terms of the fitted model beyond the stable ones: those of the members' most
+    # frequent structure, when it predicts the training choices better (see
+    # modal_structure), and how many members chose that structure.
+    added: tuple[tuple[str, Powers], ...] = ()
+    modal_members: int = 0
+
+    def stable(self) -> dict[str, set[Powers]]:
+        """The kept terms of each module: those that reach the threshold."""
+        return {
+            module: {t.powers for t in self.frequencies(module) if t.kept}
+            for module in self.libraries
+        }
 
     @property
     def left_out(self) -> list[int]:
@@ -176,22 +188,23 @@ def stability_selection(
 
 
 def consensus(
-    members: Sequence[Refit], stability: Stability
+    members: Sequence[Refit], stability: Stability, structure: dict[str, set[Powers]] | None = None
 ) -> tuple[dict[str, DiscoveredEquation], dict[str, np.ndarray]]:
-    """The equations of the kept terms, and every param's value, to refit from: each
-    coefficient and param the median over the members that have it. A shared coefficient
-    that most of them hold at exactly 1 (structure, not a free number, as a snapped
-    coefficient of a single network's equation) stays 1.
+    """The equations of a ``structure`` (module -> its terms; by default the stable terms),
+    and every param's value, to refit from: each coefficient and param the median over
+    the members that have it. A shared coefficient that most of them hold at exactly 1
+    (structure, not a free number, as a snapped coefficient of a single network's
+    equation) stays 1.
 
     Returns the equations and each param's values ``(1, n)`` (``n`` participants for a
     param per participant, else 1).
     """
+    structure = stability.stable() if structure is None else structure
     equations = {}
     for module, library in stability.libraries.items():
-        kept = {t.powers for t in stability.frequencies(module) if t.kept}
         first = members[0].equations[module]
         terms, columns = [], []
-        for powers in (p for p in library if p in kept):
+        for powers in (p for p in library if p in structure[module]):
             having = [m.equations[module] for m in members if powers in _powers_of(m, module)]
             index = [_powers(eq).index(powers) for eq in having]
             values = [eq.terms[i][0] for eq, i in zip(having, index, strict=True)]
@@ -221,6 +234,32 @@ def consensus(
         ]
         params[name] = np.median(values, axis=0)[None, :]
     return equations, params
+
+
+def modal_structure(stability: Stability) -> tuple[dict[str, set[Powers]], int] | None:
+    """The structure (module -> terms) that the most members chose, among those that hold
+    every stable term, and how many chose it; None when it is the stable terms alone or
+    no member's structure holds them.
+
+    Models with a symmetry split the members' votes: when a state's scale or offset is
+    free, a constant may sit in the update of the chosen action or of the others, to the
+    same effect, and each member picks one. Then the stable terms can lack a term that
+    every member has in one place or the other; the members' most frequent structure
+    still has it, and refit on all the training sessions its BIC tells.
+    """
+    stable = stability.stable()
+    counts: dict[tuple, int] = {}
+    for member in stability.members:
+        key = tuple(
+            (module, frozenset(_powers_of(member, module))) for module in stability.libraries
+        )
+        if all(stable[module] <= terms for module, terms in key):
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return None
+    key = max(counts, key=lambda k: counts[k])  # the first of the most frequent
+    structure = {module: set(terms) for module, terms in key}
+    return None if structure == stable else (structure, counts[key])
 
 
 def _powers(equation: DiscoveredEquation) -> list[Powers]:
@@ -257,11 +296,13 @@ def stability_report(stability: Stability) -> dict[str, object]:
                 "selected": t.selected,
                 "frequency": t.frequency,
                 "kept": t.kept,
+                "added_by_most_frequent_structure": (t.module, t.powers) in stability.added,
                 "median": t.median,
                 "interval": list(t.interval),
             }
             for t in stability.terms
         ],
+        "most_frequent_structure_members": stability.modal_members,
         "interval_coverage": INTERVAL,
         "param_intervals": {name: list(v) for name, v in stability.param_intervals.items()},
         "member_equations": [
@@ -282,4 +323,10 @@ def stability_summary(stability: Stability) -> str:
         + (f" ({len(left_out)} left out: nearer chance than the others)" if left_out else "")
         + f"; a term is kept when at least {stability.threshold:g} of them select it"
         + (f"; expected number of falsely kept terms at most {bound:.3g}" if bound else "")
+        + (
+            f"; the members' most frequent structure ({stability.modal_members} of them) "
+            f"adds {len(stability.added)} and predicts the training choices better"
+            if stability.added
+            else ""
+        )
     )
