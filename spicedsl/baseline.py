@@ -201,6 +201,9 @@ class GRUBaseline(nn.Module):
         self.cell = nn.GRUCell(inputs.size + embedding_size, hidden_size)
         self.readout = nn.Linear(hidden_size, inputs.n_actions)
 
+    #: One network, not an ensemble (training reads this as it reads a generated model's).
+    members = 1
+
     @property
     def has_dropout(self) -> bool:
         """False: training and evaluation give the same logits."""

@@ -9,13 +9,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from spicedsl.columns import REWARD_COLUMN, REWARDS_COLUMN
-from spicedsl.printer import format_expr, polynomial
+from spicedsl.printer import INDENT, format_expr, polynomial
 from spicedsl.semantics.functions import output_range
 from spicedsl.source import Span
 from spicedsl.syntax import ast
 
 if TYPE_CHECKING:
     from spicedsl.discovery.equation import DiscoveredEquation
+    from spicedsl.discovery.stability import Stability
 
 
 def round_significant(value: float, digits: int) -> float:
@@ -107,8 +108,7 @@ def participant_columns(
     for (module, index), name in coefficient_params(program, equations, True).items():
         equation = equations[module]
         columns[name] = [round_significant(row[index], digits) for row in equation.per_participant]
-        term = format_expr(polynomial([(1.0, dict(equation.terms[index][1]))]))
-        labels[name] = f"{module}: {term}"
+        labels[name] = f"{module}: {term_text(equation.terms[index][1])}"
     return columns, labels
 
 
@@ -280,3 +280,60 @@ def rewards_rescaled(program: ast.Program, low: float, high: float) -> ast.Progr
         return replace(stmt, expr=expr)
 
     return ast.Program(tuple(scaled(s) for s in program.statements), program.comments)
+
+
+def with_frequencies(text: str, stability: Stability) -> str:
+    """The fitted model ``text`` with a comment at the end of each discovered equation:
+    how many members of the ensemble selected each term, the kept ones first."""
+    lines = text.split("\n")
+    for module in stability.libraries:
+        header = next(i for i, line in enumerate(lines) if line.startswith(f"module {module} "))
+        body = next(
+            i for i in range(header + 1, len(lines)) if lines[i].startswith(f"{INDENT}{module} =")
+        )
+        lines[body] += "  # " + frequency_text(stability, module)
+    return "\n".join(lines)
+
+
+def frequency_text(stability: Stability, module: str) -> str:
+    """How many members selected each term of ``module``, for people: the kept terms
+    first, then those that the members' most frequent structure added, then the others.
+
+    For example ``members selecting each term: 1 16/16, x 16/16; below 0.7: x^2 3/16``.
+    """
+    members = len(stability.members)
+    added = {powers for name, powers in stability.added if name == module}
+    terms = stability.frequencies(module)
+
+    def listed(chosen) -> str:
+        return ", ".join(f"{term_text(t.powers)} {t.selected}/{members}" for t in chosen)
+
+    text = f"members selecting each term: {listed(t for t in terms if t.kept) or 'none'}"
+    extra = listed(t for t in terms if t.powers in added)
+    if extra:
+        text += (
+            f"; kept with the members' most frequent structure "
+            f"({stability.modal_members}/{members}): {extra}"
+        )
+    below = listed(t for t in terms if not t.kept and t.powers not in added)
+    return text + (f"; below {stability.threshold:g}: {below}" if below else "")
+
+
+def term_text(powers) -> str:
+    """A term of a library as model text.
+
+    >>> term_text(()), term_text((("r", 1), ("v", 2)))
+    ('1', 'r * v ^ 2')
+    """
+    return format_expr(polynomial([(1.0, dict(powers))]))
+
+
+def equation_text(equation: DiscoveredEquation, digits: int = 4) -> str:
+    """A discovered equation's right-hand side as model text, at ``digits`` precision.
+
+    >>> from spicedsl.discovery.equation import DiscoveredEquation
+    >>> equation_text(DiscoveredEquation("m", "v", ((0.10012, ()), (0.8, (("v", 1),))), 10))
+    '0.1001 + 0.8 * v'
+    """
+    terms = [(round_significant(c, digits), dict(powers)) for c, powers in equation.terms]
+    return format_expr(polynomial(terms))

@@ -21,13 +21,25 @@ from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery import discover_equations
 from spicedsl.discovery.candidates import OffPolicy, RecordedSessions, record_modules
 from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
+from spicedsl.discovery.stability import (
+    Stability,
+    complementary_halves,
+    stability_report,
+    stability_summary,
+)
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
-from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, rewards_rescaled
+from spicedsl.fitted import (
+    TABLE_FILE,
+    fitted_program,
+    participant_columns,
+    rewards_rescaled,
+    with_frequencies,
+)
 from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.mathtext import equations_latex
 from spicedsl.printer import format_program, format_statement
-from spicedsl.runtime.batch import Batch, make_batch
+from spicedsl.runtime.batch import Batch, make_batch, member_batches
 from spicedsl.runtime.data import Dataset
 from spicedsl.runtime.metrics import chance_nll, choice_metrics
 from spicedsl.runtime.network import BaseRNN
@@ -55,7 +67,16 @@ class FitResult:
         The fitted model file: every ``learn(...)`` replaced, every param valued.
     metrics : dict
         ``metrics[stage][split]`` for stage ``network`` or ``equations`` and split
-        ``train`` or ``validation``: NLL per trial, accuracy, AIC, BIC and counts.
+        ``train`` or ``validation``: NLL per trial, accuracy, AIC, BIC and counts. For an
+        ensemble, ``network`` is the member with the best validation loss.
+    network : BaseRNN
+        The trained network (of an ensemble, that member).
+    ensemble : BaseRNN or None
+        Every member of an ensemble, stacked (None for a single network).
+    stability : Stability or None
+        For an ensemble, each term's selection frequency, the kept terms, the bound on
+        the expected number of false ones, the coefficients' intervals and every
+        member's own equations.
     """
 
     model_name: str
@@ -76,12 +97,18 @@ class FitResult:
     settings: FitSettings
     options: dict[str, object]
     timings: dict[str, float] = field(default_factory=dict)
+    ensemble: BaseRNN | None = None
+    stability: Stability | None = None
 
     def summary(self) -> str:
         """A short table of the fit, for people."""
-        return metrics_summary(
+        text = metrics_summary(
             self.model_name, self.log, self.timings.get("training_s", 0), self.metrics
         )
+        if self.stability is not None:
+            text += "\n" + stability_summary(self.stability)
+            text += "\n# network: the member with the best validation loss"
+        return text
 
     def participant_summary(self) -> str:
         """Per column of the participant table: for how many participants its term is
@@ -126,9 +153,11 @@ class FitResult:
                 "best_loss": self.log.best_loss,
                 "stopped": self.log.stopped,
                 "restarts": self.log.restarts,
+                "members": self.log.members,
                 "train_loss": self.log.train_loss,
                 "validation_loss": self.log.validation_loss,
             },
+            "ensemble": stability_report(self.stability) if self.stability else None,
             "settings": asdict(self.settings),
             "options": self.options,
             "timings": self.timings,
@@ -137,8 +166,9 @@ class FitResult:
 
     def save(self, outdir: str | Path, overwrite: bool = False) -> Path:
         """Write ``fitted.spice`` (and its participant table, ``fitted_participants.csv``,
-        if it names one), ``report.json`` and ``network.npz`` into ``outdir``
-        (:func:`spicedsl.report.write_report` adds ``report.html``)."""
+        if it names one), ``report.json`` and ``network.npz`` (and, for an ensemble, every
+        member in ``ensemble.npz``) into ``outdir`` (:func:`spicedsl.report.write_report`
+        adds ``report.html``)."""
         out = new_output_dir(outdir, overwrite)
         if self.participant_table:
             table = format_param_table(self.participant_ids, self.participant_table)
@@ -146,6 +176,8 @@ class FitResult:
         write_atomic(out / "fitted.spice", self.fitted_text)
         write_atomic(out / "report.json", json.dumps(self.report(), indent=1) + "\n")
         save_weights(self.network, out / "network.npz")
+        if self.ensemble is not None:
+            save_weights(self.ensemble, out / ENSEMBLE_FILE)
         return out
 
     def _repr_latex_(self) -> str:
@@ -203,15 +235,26 @@ def train_with_restarts(
     settings: FitSettings,
     device: str,
     progress: bool,
+    halves: list[np.ndarray] | None = None,
 ) -> tuple[BaseRNN, TrainingLog]:
     """Train a network from ``new_network(0)``; while it ends at chance, train fresh ones
-    from ``new_network(1)``, ... (``CHANCE_RESTARTS`` at most) and keep the best."""
+    from ``new_network(1)``, ... (``CHANCE_RESTARTS`` at most) and keep the best.
+
+    With ``halves``, the networks are ensembles: member ``m`` trains on the training
+    sessions ``halves[m]``, and every member is validated on the validation sessions.
+    """
     on_device = _device(device)
     moved = full.to(on_device)
     train = moved.predicting(split.train)
     validation = moved.predicting(split.validation) if split.validation.any() else None
     monitored = validation if validation is not None else train
     chance = chance_nll(monitored)
+    if halves is not None:
+        validating = np.flatnonzero(split.validation.any(axis=1))
+        sessions = [np.union1d(half, validating) for half in halves]
+        batches = [b for b in [validation] if b is not None]
+        train, *validated = member_batches(sessions, train, *batches, trained=halves)
+        validation = validated[0] if validated else None
     tried: list[tuple[BaseRNN, TrainingLog]] = []
     for attempt in range(CHANCE_RESTARTS + 1):
         net = new_network(attempt)
@@ -233,6 +276,21 @@ def train_with_restarts(
             stacklevel=2,
         )
     return net, log
+
+
+# The random stream, beside the fit's own, that draws the halves of an ensemble.
+PAIRS_STREAM = 1
+
+
+def _voters(log: TrainingLog, chance: float) -> list[int] | None:
+    """The members of an ensemble whose equations count: those whose best loss is nearer
+    the median member's than ``chance`` (a member that stayed near chance while the
+    others learnt has learnt too little to have a say). None for a single network."""
+    if not log.members:
+        return None
+    losses = np.array([info["best_loss"] for info in log.members])
+    cutoff = (np.median(losses) + chance) / 2
+    return [int(m) for m in np.flatnonzero(losses < cutoff)] or list(range(len(losses)))
 
 
 def restart_seed(seed: int, attempt: int) -> int:
@@ -304,13 +362,20 @@ def _equation_data(
 
 
 CHECKPOINT_FILE = "training.json"
+# The weights of every member of an ensemble (network.npz holds the one that stands for
+# all of them, which a single network can load).
+ENSEMBLE_FILE = "ensemble.npz"
+
+
+def _weights_file(net: BaseRNN) -> str:
+    return "network.npz" if net.members == 1 else ENSEMBLE_FILE
 
 
 def write_checkpoint(folder: str | Path, net: BaseRNN, log: TrainingLog, fingerprint: str) -> None:
     """Save the trained network and its training log into ``folder`` (see :func:`fit`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(net, folder / "network.npz")
+    save_weights(net, folder / _weights_file(net))
     content = {"fingerprint": fingerprint, "log": asdict(log)}
     write_atomic(folder / CHECKPOINT_FILE, json.dumps(content) + "\n")
 
@@ -332,7 +397,7 @@ def read_checkpoint(folder: str | Path, net: BaseRNN, fingerprint: str) -> Train
             f"the network in '{folder}' was trained with another model, data or settings"
             f"\nhint: {hint}, or give the model, data file and options of that fit"
         )
-    load_weights(net, folder / "network.npz")
+    load_weights(net, folder / _weights_file(net))
     return log
 
 
@@ -382,7 +447,8 @@ def fit(
         that reads ``data.reward`` or ``data.rewards`` reading it rescaled to [0, 1], as
         SPICE does; the fitted model says so in its text.
     checkpoint : str or Path, optional
-        A folder where the trained network is saved (``network.npz``, ``training.json``)
+        A folder where the trained network is saved (``network.npz``, or ``ensemble.npz``
+        for an ensemble, and ``training.json``)
         as soon as training ends, so that an interrupted or failed equation stage loses
         nothing.
     resume : bool
@@ -436,11 +502,18 @@ def fit(
                 stacklevel=2,
             )
     table = model_values(model_ir, data.participant_ids) or {}
+    members = fit_settings.ensemble
+    train_sessions = np.flatnonzero(split.train.any(axis=1))
+    halves = None
+    if members > 1:
+        groups = data.participant_index[train_sessions] if individual else None
+        pairs = np.random.default_rng([seed, PAIRS_STREAM])
+        halves = complementary_halves(train_sessions, members, pairs, groups)
 
     def new_network(attempt: int) -> BaseRNN:
         torch.manual_seed(seed if attempt == 0 else restart_seed(seed, attempt))
         net = network_class(model_ir)(
-            n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout
+            n_actions, n_participants, fit_settings.hidden_size, fit_settings.dropout, members
         )
         net.set_participant_values(table)
         return net
@@ -453,14 +526,17 @@ def fit(
         net = new_network(0)
         log = read_checkpoint(checkpoint, net, fingerprint)
     else:
-        net, log = train_with_restarts(new_network, full, split, fit_settings, device, progress)
+        net, log = train_with_restarts(
+            new_network, full, split, fit_settings, device, progress, halves
+        )
         if checkpoint is not None:
             write_checkpoint(checkpoint, net, log, fingerprint)
     timings["training_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     _note_clipped_modules(net, full, split.train)
-    final = discover_equations(
+    sessions = halves if halves is not None else [train_sessions]
+    final, stability = discover_equations(
         net,
         program,
         source,
@@ -470,8 +546,13 @@ def fit(
         fit_settings,
         rng,
         _equation_data(model_ir, data, full, split.train),
+        sessions,
+        _voters(log, chance_nll(full)),
     )
     discovered, params = final.equations, final.params
+    ensemble = None
+    if members > 1:  # the member that predicts the validation choices best stands for all
+        ensemble, net = net, net.member(int(np.argmin([m["best_loss"] for m in log.members])))
     columns = labels = None
     if n_participants > 1 and (
         final.participant_params or any(eq.per_participant for eq in discovered.values())
@@ -481,6 +562,8 @@ def fit(
         program, discovered, params, digits, TABLE_FILE if columns else None, n_actions
     )
     fitted_text = format_program(fitted_ast, source.text)
+    if stability is not None:
+        fitted_text = with_frequencies(fitted_text, stability)
     timings["equations_s"] = time.perf_counter() - start
     fitted_ir = load_ir(fitted_text)
     equation_net = network_class(fitted_ir)(n_actions, n_participants)
@@ -528,6 +611,8 @@ def fit(
             "digits": digits,
         },
         timings=timings,
+        ensemble=ensemble,
+        stability=stability,
     )
 
 

@@ -30,6 +30,7 @@ from spicedsl.runtime.network import BaseRNN
 
 if TYPE_CHECKING:
     from spicedsl.compare import Comparison
+    from spicedsl.discovery.stability import Stability
     from spicedsl.fitting import FitResult
     from spicedsl.runtime.train import TrainingLog
 
@@ -462,6 +463,51 @@ def coefficient_figure(values: Mapping[str, np.ndarray], pooled: Mapping[str, fl
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     fig.suptitle("per-participant coefficients")
+    return fig
+
+
+def stability_figure(stability: Stability) -> Figure:
+    """Every term some member of an ensemble selected, by its selection frequency, with
+    the threshold marked: one horizontal bar per term, module by module.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes labelled ``stability``; its bars' widths are the frequencies (kept terms
+        in blue, those the members' most frequent structure added in orange, the others
+        in grey) and its vertical line is at the threshold.
+    """
+    from spicedsl.fitted import term_text
+
+    terms = list(stability.terms)
+    fig = _new_figure((8, 1.6 + 0.35 * max(len(terms), 1)))
+    ax = fig.add_subplot()
+    ax.set_label("stability")
+    rows = np.arange(len(terms))[::-1]
+    added = set(stability.added)
+    colours = [
+        "tab:blue" if t.kept else "tab:orange" if (t.module, t.powers) in added else "0.65"
+        for t in terms
+    ]
+    ax.barh(rows, [t.frequency for t in terms], color=colours)
+    ax.set_yticks(rows, [f"{t.module}: {term_text(t.powers)}" for t in terms], fontsize="small")
+    ax.axvline(stability.threshold, color="tab:red", linestyle="--", label="threshold")
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(-0.6, len(terms) - 0.4 + 0.5)
+    ax.text(
+        stability.threshold,
+        len(terms) - 0.4 + 0.5,
+        f" threshold {stability.threshold:g}",
+        color="tab:red",
+        va="top",
+        fontsize="small",
+    )
+    ax.set_xlabel(f"selection frequency over {len(stability.members)} members")
+    bound = stability.error_bound
+    title = "terms by selection frequency"
+    if bound is not None:
+        title += f"\nexpected number of false terms at most {bound:.3g}"
+    ax.set_title(title, fontsize="medium")
     return fig
 
 

@@ -132,6 +132,8 @@ def report_html(result: FitResult, dataset: Dataset, sessions: int = REPORT_SESS
             figure = plots.session_figure(models, dataset, index)
             label = dataset.session_ids[index]
             parts.append(_image(plots.figure_png(figure), f"session {label}", f"session-{index}"))
+    if result.stability is not None:
+        parts += _stability_section(result.stability)
     coefficients = plots.participant_coefficients(result)
     if coefficients:
         figure = plots.coefficient_figure(coefficients, plots.pooled_coefficients(result))
@@ -147,6 +149,72 @@ def report_html(result: FitResult, dataset: Dataset, sessions: int = REPORT_SESS
         ]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _stability_section(stability) -> list[str]:
+    """The ensemble's term frequencies as a figure and a table, and its members'
+    equations."""
+    from spicedsl import plots
+    from spicedsl.fitted import term_text
+
+    members = len(stability.members)
+    bound = stability.error_bound
+    rows = [
+        "<tr><th>module</th><th>term</th><th>selected by</th><th>kept</th>"
+        "<th>median coefficient</th><th>interval</th></tr>"
+    ]
+    for t in stability.terms:
+        low, high = t.interval
+        rows.append(
+            f"<tr><td>{html.escape(t.module)}</td><td>{html.escape(term_text(t.powers))}</td>"
+            f"<td>{t.selected}/{members}</td><td>{_kept_text(stability, t)}</td>"
+            f"<td>{t.median:.4g}</td><td>[{low:.4g}, {high:.4g}]</td></tr>"
+        )
+    equations = "\n".join(
+        f"member {i + 1}: "
+        + "; ".join(f"{name} = {expr}" for name, expr in member_text(member).items())
+        for i, member in enumerate(stability.members)
+    )
+    return [
+        "<h2>Stability selection</h2>",
+        f"<p>{members} networks were trained at once, each on half of the training sessions "
+        "(in complementary pairs), and each found its own equations. A term is kept when at "
+        f"least {stability.threshold:g} of them select it"
+        + (
+            f"; the expected number of falsely kept terms is then at most {bound:.3g} "
+            f"(Meinshausen and Bühlmann's bound, q² / ((2π − 1) p), with q = "
+            f"{stability.mean_selected:.3g} terms selected per member on average and p = "
+            f"{stability.library_size} terms in the libraries)"
+            if bound is not None
+            else ""
+        )
+        + ". The kept terms were refit on all the training sessions"
+        + (
+            f"; so was the members' most frequent structure ({stability.modal_members} of "
+            "them), which holds the kept terms and more, and it predicted the choices better "
+            "(BIC): it is the fitted model"
+            if stability.added
+            else ""
+        )
+        + ". Intervals cover the central 90 % of the members' coefficients.</p>",
+        _image(plots.figure_png(plots.stability_figure(stability)), "stability", "stability"),
+        '<table id="stability-terms">' + "".join(rows) + "</table>",
+        "<p>Each member's own equations:</p>",
+        f'<pre id="member-equations">{html.escape(equations)}</pre>',
+    ]
+
+
+def _kept_text(stability, term) -> str:
+    if term.kept:
+        return "yes"
+    return "added" if (term.module, term.powers) in stability.added else "no"
+
+
+def member_text(member) -> dict[str, str]:
+    """A member's equations, module by module, as model text."""
+    from spicedsl.fitted import equation_text
+
+    return {name: equation_text(eq) for name, eq in member.equations.items()}
 
 
 def _module_text(module, name: str) -> str:

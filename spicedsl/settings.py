@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # The most actions a task may have (in a model's `actions`, or inferred from data).
@@ -29,6 +30,16 @@ TRAINING_OPTIONS = ("epochs", "learning_rate", "weight_decay", "convergence", "p
 BASELINE_HIDDEN = 16
 
 
+# The most members an ensemble may have.
+MAX_MEMBERS = 256
+
+
+def _pairs(members: float) -> str | None:
+    if members > 1 and members % 2:
+        return "must be 1 or an even number: members come in complementary pairs"
+    return None
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -37,9 +48,15 @@ class Option:
     minimum_inclusive: bool
     maximum: float | None
     help: str
+    # A further rule: why a value in range is still invalid, or None.
+    rule: Callable[[float], str | None] | None = None
 
     def problem(self, value: float) -> str | None:
-        """Why ``value`` is invalid for this option, or None when it is valid."""
+        """Why ``value`` is invalid for this option, or None when it is valid.
+
+        >>> OPTIONS["ensemble"].problem(3)
+        'must be 1 or an even number: members come in complementary pairs'
+        """
         if not math.isfinite(value):
             return "must be a finite number"
         if self.integer and value != int(value):
@@ -49,7 +66,7 @@ class Option:
             return f"must be {comparison} {self.minimum:g}"
         if self.maximum is not None and value > self.maximum:
             return f"must be at most {self.maximum:g}"
-        return None
+        return self.rule(value) if self.rule else None
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,8 @@ class FitSettings:
     sindy_sessions: int = 8
     sindy_trials: int = 1000
     sindy_repeat: int = 5
+    ensemble: int = 1
+    stability: float = 0.7
 
     def replace(self, **changes: float) -> FitSettings:
         """A copy with ``changes`` applied; integers stay integers."""
@@ -90,5 +109,22 @@ OPTIONS: dict[str, Option] = {
         Option("sindy_sessions", True, 1, True, None, "off-policy sessions for the equation fit"),
         Option("sindy_trials", True, 2, True, None, "trials of each off-policy session"),
         Option("sindy_repeat", True, 1, True, None, "times each action is chosen in a row there"),
+        Option(
+            "ensemble",
+            True,
+            1,
+            True,
+            MAX_MEMBERS,
+            "networks trained at once, each on half of the training sessions",
+            _pairs,
+        ),
+        Option(
+            "stability",
+            False,
+            0.5,
+            False,
+            1,
+            "share of an ensemble's members that must select a term to keep it",
+        ),
     )
 }

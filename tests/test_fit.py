@@ -48,7 +48,9 @@ def test_fit_module_recovers_a_linear_map():
     rng = np.random.default_rng(0)
     before = rng.random(500)
     after = 0.1 + 0.8 * before
-    first = fit_module("m", spec(), before, after, np.zeros((500, 0)))[0]
+    candidates, library = fit_module("m", spec(), before, after, np.zeros((500, 0)))
+    first = candidates[0]
+    assert library == ((), (("v", 1),))
     assert [powers for _, powers in first.terms] == [(), (("v", 1),)]
     np.testing.assert_allclose([c for c, _ in first.terms], [0.1, 0.8], atol=1e-6)
 
@@ -57,7 +59,7 @@ def test_binary_powers_are_folded_into_the_input():
     rng = np.random.default_rng(1)
     before, reward = rng.random(400), rng.integers(0, 2, 400).astype(float)
     after = 0.3 * reward + 0.5 * before
-    candidates = fit_module("m", spec(["r"], degree=2), before, after, reward[:, None])
+    candidates, _ = fit_module("m", spec(["r"], degree=2), before, after, reward[:, None])
     for candidate in candidates:
         assert all(dict(powers).get("r", 0) <= 1 for _, powers in candidate.terms)
     best = min(candidates, key=lambda c: (c.n_coefficients < 2, c.n_coefficients))
@@ -71,8 +73,17 @@ def test_select_equations_keeps_what_the_score_prefers():
         return DiscoveredEquation("m", "v", tuple((1.0, (("v", i),)) for i in range(n)), 10)
 
     candidates = {"a": [equation(3), equation(1)], "b": [equation(2), equation(1)]}
-    chosen = select_equations(candidates, lambda eqs: sum(e.n_coefficients for e in eqs.values()))
+    [chosen] = select_equations([candidates], size_score(lambda sizes: sum(sizes)))
     assert chosen["a"].n_coefficients == 1 and chosen["b"].n_coefficients == 1
+
+
+def size_score(score):
+    """A scorer of combinations (see selection.Scorer) by their equations' sizes."""
+
+    def scores(asked):
+        return [score([e.n_coefficients for e in eqs.values()]) for _, eqs, _ in asked]
+
+    return scores
 
 
 def test_fit_finds_an_equation_for_every_learnable_module(quick_fit):
@@ -339,11 +350,10 @@ def test_a_start_that_cannot_be_scored_does_not_decide_the_selection():
 
     candidates = {m: [equation(m, n) for n in (3, 2, 1)] for m in ("a", "b")}
 
-    def score(equations: dict[str, DiscoveredEquation]) -> float:
-        sizes = [e.n_coefficients for e in equations.values()]
+    def score(sizes: list[int]) -> float:
         return np.inf if 3 in sizes else sum(sizes)  # any first candidate diverges
 
-    chosen = select_equations(candidates, score)
+    [chosen] = select_equations([candidates], size_score(score))
     assert [e.n_coefficients for e in chosen.values()] == [1, 1]
 
 

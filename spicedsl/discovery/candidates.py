@@ -10,7 +10,7 @@ state and its declared inputs.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 from spicedsl import ir
 from spicedsl.discovery.equation import DiscoveredEquation, Powers
 from spicedsl.runtime.bandit import draw_rewards, drifting_reward_probabilities
-from spicedsl.runtime.batch import IGNORE, Batch
+from spicedsl.runtime.batch import IGNORE, Batch, member_batches
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
 from spicedsl.settings import FitSettings
 
@@ -83,8 +83,9 @@ def record_modules(
     net: BaseRNN, batch: Batch, trials: np.ndarray | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """Run ``net`` on ``batch`` and return, per learnable module, float64 arrays
-    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k) and ``participant`` (n,) of the
-    ``(sessions, trials)`` that ``trials`` marks (all by default)."""
+    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k), and the ``participant`` (n,)
+    and ``member`` (n,) of each sample, of the ``(sessions, trials)`` that ``trials``
+    marks (all by default)."""
     net.eval()
     net.start_recording(None if trials is None else torch.as_tensor(np.ascontiguousarray(trials.T)))
     try:
@@ -101,6 +102,7 @@ def record_modules(
             "after": torch.cat(record.after).double().numpy(),
             "inputs": inputs.reshape(len(before), len(net.module_specs[name].inputs)),
             "participant": torch.cat(record.participant).numpy(),
+            "member": torch.cat(record.member).numpy(),
         }
     return arrays
 
@@ -112,8 +114,9 @@ def fit_module(
     after: np.ndarray,
     inputs: np.ndarray,
     subsets_per_size: int = 3,
-) -> list[DiscoveredEquation]:
-    """Candidate sparse equations of one module from its recorded samples.
+) -> tuple[list[DiscoveredEquation], tuple[Powers, ...]]:
+    """Candidate sparse equations of one module from its recorded samples, and the terms
+    of its library.
 
     The first candidates come from ``pysindy.DiscreteSINDy`` with a polynomial library
     over the module's state and inputs and the sequentially thresholded least squares
@@ -170,7 +173,7 @@ def fit_module(
             for _, subset, coefficients in fits[:subsets_per_size]:
                 terms_found = zip((unique[i] for i in subset), coefficients, strict=True)
                 candidates.append(_equation(name, spec, terms_found, len(before)))
-    return list({c.terms: c for c in candidates}.values())
+    return list({c.terms: c for c in candidates}.values()), tuple(unique)
 
 
 def fit_participants(
@@ -235,19 +238,24 @@ def equation_candidates(
     settings: FitSettings,
     rng: np.random.Generator,
     data: OffPolicy | RecordedSessions,
-) -> dict[str, list[DiscoveredEquation]]:
+    trained: Sequence[np.ndarray] | None = None,
+) -> tuple[list[dict[str, list[DiscoveredEquation]]], dict[str, tuple[Powers, ...]]]:
     """Candidate sparse equations of each learnable module, from what the network does
-    in off-policy sessions (or in the real sessions ``data`` names).
+    in off-policy sessions (or in the real sessions ``data`` names): one dict of them for
+    each member of ``net`` (every member runs on the same sessions), and the terms of each
+    module's library (all that any member's library has).
 
     A module that reads the participant embedding (when there are several participants)
     also gets the structures found in each participant's samples alone, and every
-    candidate comes with each participant's own coefficients.
+    candidate comes with each participant's own coefficients. ``trained[m]`` lists the
+    participants whose sessions member ``m`` was trained on (all by default): the
+    others' samples say nothing about the data, and are left out.
     """
     if not model.learned_modules:
-        return {}
+        return [{} for _ in range(net.members)], {}
     n_participants = net.n_participants
     if isinstance(data, RecordedSessions):
-        recordings = record_modules(net, data.batch, data.trials)
+        batch, trials = data.batch, data.trials
     else:
         participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
         batch = offpolicy_batch(
@@ -259,11 +267,40 @@ def equation_candidates(
             participants,
             rewards=data,
         )
-        recordings = record_modules(net, batch)
-    candidates = {}
+        trials = None
+    if net.members > 1:
+        every = np.arange(batch.targets.shape[1])
+        batch = member_batches([every] * net.members, batch)[0]
+        trials = None if trials is None else np.tile(trials, (net.members, 1))
+    recordings = record_modules(net, batch, trials)
+    candidates, libraries = [], {}
+    for member in range(net.members):
+        own = {}
+        for name, samples in recordings.items():
+            mine = samples["member"] == member
+            if trained is not None:
+                mine &= np.isin(samples["participant"], trained[member])
+            own[name] = {key: values[mine] for key, values in samples.items()}
+        found, library = _module_candidates(net, model, own, n_participants)
+        candidates.append(found)
+        for name, terms in library.items():
+            known = libraries.setdefault(name, ())
+            libraries[name] = known + tuple(t for t in terms if t not in known)
+    return candidates, libraries
+
+
+def _module_candidates(
+    net: BaseRNN,
+    model: ir.Model,
+    recordings: dict[str, dict[str, np.ndarray]],
+    n_participants: int,
+) -> tuple[dict[str, list[DiscoveredEquation]], dict[str, tuple[Powers, ...]]]:
+    """Each learnable module's candidate equations from one network's recordings, and
+    the terms of its library."""
+    candidates, libraries = {}, {}
     for module in model.learned_modules:
         spec, samples = net.module_specs[module.name], recordings[module.name]
-        found = fit_module(
+        found, libraries[module.name] = fit_module(
             module.name, spec, samples["before"], samples["after"], samples["inputs"]
         )
         if module.embedded and n_participants > 1:
@@ -279,7 +316,7 @@ def equation_candidates(
                         samples["after"][mine],
                         samples["inputs"][mine],
                         subsets_per_size=1,
-                    )
+                    )[0]
             structures = {tuple(p for _, p in eq.terms): eq for eq in reversed(found)}
             found = [
                 fit_participants(
@@ -294,4 +331,4 @@ def equation_candidates(
                 for equation in reversed(structures.values())
             ]
         candidates[module.name] = found
-    return candidates
+    return candidates, libraries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,61 @@ def make_batch(
     trials = [{name: values[t] for name, values in columns.items()} for t in range(n_trials)]
     participants = torch.as_tensor(dataset.participant_index, dtype=torch.long)
     return Batch(trials, chosen, targets, participants)
+
+
+def member_batches(
+    sessions: Sequence[np.ndarray], *batches: Batch, trained: Sequence[np.ndarray] | None = None
+) -> list[Batch]:
+    """Batches for an ensemble: the sessions ``sessions[m]`` of member ``m``, member after
+    member.
+
+    The given batches hold the same sessions with different choices to predict (say, a
+    training and a validation split); the results share their trials. A member with
+    fewer sessions than the others is padded with sessions that predict nothing, so that
+    every member has as many. With ``trained``, the first batch predicts member ``m``'s
+    choices only in its sessions ``trained[m]`` (its training half, while every member
+    runs on the validation sessions too).
+    """
+    longest = max(len(own) for own in sessions)
+    index = np.zeros((len(sessions), longest), dtype=np.int64)
+    padding = np.ones((len(sessions), longest), dtype=bool)
+    untrained = np.zeros((len(sessions), longest), dtype=bool)
+    for member, own in enumerate(sessions):
+        index[member, : len(own)] = own
+        padding[member, : len(own)] = False
+        if trained is not None:
+            untrained[member, : len(own)] = ~np.isin(own, trained[member])
+    index = torch.as_tensor(index.ravel(), device=batches[0].targets.device)
+    padding = torch.as_tensor(padding.ravel(), device=index.device)
+    first = batches[0]
+    trials = [{name: values[index] for name, values in trial.items()} for trial in first.trials]
+    chosen, participants = first.chosen[:, index], first.participants[index]
+    untrained = torch.as_tensor(untrained.ravel(), device=index.device) | padding
+    return [
+        Batch(
+            trials,
+            chosen,
+            batch.targets[:, index].masked_fill(untrained if n == 0 else padding, IGNORE),
+            participants,
+        )
+        for n, batch in enumerate(batches)
+    ]
+
+
+def member_subset(members: int, keep: np.ndarray, *batches: Batch | None) -> list[Batch | None]:
+    """The sessions of the members ``keep`` of batches of ``members`` members (as
+    :func:`member_batches` makes them); the results share their trials, and a None
+    stays None."""
+    first = next(batch for batch in batches if batch is not None)
+    per_member = first.targets.shape[1] // members
+    index = (np.asarray(keep)[:, None] * per_member + np.arange(per_member)).ravel()
+    index = torch.as_tensor(index, device=first.targets.device)
+    trials = [{name: values[index] for name, values in trial.items()} for trial in first.trials]
+    chosen, participants = first.chosen[:, index], first.participants[index]
+    return [
+        None if batch is None else Batch(trials, chosen, batch.targets[:, index], participants)
+        for batch in batches
+    ]
 
 
 def _time_major(values: np.ndarray) -> torch.Tensor:

@@ -51,10 +51,20 @@ def participant_nll(
     net: BaseRNN, batch: Batch, n_participants: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each participant's summed NLL of the choices of ``batch``, and how many there are."""
+    nll, counts = session_nll(net, batch)
+    owner = batch.participants.cpu().numpy()
+    return (
+        np.bincount(owner, nll, minlength=n_participants),
+        np.bincount(owner, counts, minlength=n_participants),
+    )
+
+
+def session_nll(net: BaseRNN, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """Each session's summed NLL of its choices in ``batch`` (float64), and how many
+    there are."""
     _, picked, valid = _predictions(net, batch)
-    owner = batch.participants.cpu().unsqueeze(0).expand_as(valid)[valid.cpu()]
-    nll = np.bincount(owner.numpy(), -picked[valid].cpu().numpy(), minlength=n_participants)
-    return nll, np.bincount(owner.numpy(), minlength=n_participants)
+    nll = -torch.where(valid, picked, 0).sum(0)
+    return nll.cpu().numpy(), valid.sum(0).cpu().numpy()
 
 
 def _predictions(net: BaseRNN, batch: Batch):

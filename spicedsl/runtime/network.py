@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -90,13 +91,15 @@ class ModuleSpec:
 
 
 class ModuleNet(nn.Module):
-    """The network of one learnable module: an update of each action's value.
+    """The network of one learnable module, for each member of an ensemble: an update of
+    each action's value.
 
     One tanh layer of ``hidden_size`` units and a linear read-out, initialised like
-    :class:`torch.nn.Linear`. The weights are stored in the layout that
-    :func:`torch.addmm` and :func:`torch.addmv` take, so that a trial costs no
-    transposes. A participant embedding enters the hidden layer as a per-session bias
-    (:meth:`hidden_bias`), which is the same on every trial of a forward pass.
+    :class:`torch.nn.Linear`. Each member has its own weights, stacked along a first axis
+    (a single network keeps the layout of one member, without that axis), and the
+    members' rows go through batched matrix products. A participant embedding enters the
+    hidden layer as a per-session bias (:meth:`hidden_bias`), which is the same on every
+    trial of a forward pass.
 
     Parameters
     ----------
@@ -108,53 +111,137 @@ class ModuleNet(nn.Module):
         Number of hidden units.
     dropout : float
         Dropout probability of the hidden units during training.
+    members : int
+        Number of members.
     """
 
     def __init__(
-        self, n_features: int, embedding_size: int, hidden_size: int, dropout: float
+        self,
+        n_features: int,
+        embedding_size: int,
+        hidden_size: int,
+        dropout: float,
+        members: int = 1,
     ) -> None:
         super().__init__()
+        self.members = members
         bound = 1 / math.sqrt(n_features + embedding_size)
-        self.weight = nn.Parameter(_uniform((n_features, hidden_size), bound))
+        out_bound = 1 / math.sqrt(hidden_size)
+        self.weight = nn.Parameter(_uniform(members, (n_features, hidden_size), bound))
         if embedding_size:
-            self.embedding_weight = nn.Parameter(_uniform((embedding_size, hidden_size), bound))
+            shape = (embedding_size, hidden_size)
+            self.embedding_weight = nn.Parameter(_uniform(members, shape, bound))
         else:
             self.register_parameter("embedding_weight", None)
-        self.bias = nn.Parameter(_uniform((hidden_size,), bound))
-        self.out_weight = nn.Parameter(_uniform((hidden_size,), 1 / math.sqrt(hidden_size)))
-        self.out_bias = nn.Parameter(_uniform((1,), 1 / math.sqrt(hidden_size)))
+        self.bias = nn.Parameter(_uniform(members, (hidden_size,), bound))
+        self.out_weight = nn.Parameter(_uniform(members, (hidden_size,), out_bound))
+        self.out_bias = nn.Parameter(_uniform(members, (1,), out_bound))
         self.dropout = dropout
 
     def hidden_bias(self, embedded: torch.Tensor | None, n_actions: int) -> torch.Tensor:
-        """The hidden layer's bias: ``(hidden,)``, or one row per (session, action) entry.
+        """The hidden layer's bias of each member: one for all entries, or one per
+        (session, action) entry of the member's sessions.
 
         Parameters
         ----------
         embedded : torch.Tensor or None
-            ``(batch, embedding_size)`` participant embedding of each session.
+            ``(batch, embedding_size)`` participant embedding of each session, the
+            sessions of each member in turn.
         n_actions : int
             Number of actions per session.
 
         Returns
         -------
         torch.Tensor
-            ``(hidden,)`` without an embedding, else ``(batch * n_actions, hidden)``.
+            A single network's ``(hidden,)`` without an embedding, else
+            ``(batch * n_actions, hidden)``; an ensemble's ``(members, 1, hidden)``,
+            else ``(members, batch / members * n_actions, hidden)``.
         """
+        members = self.members
         if self.embedding_weight is None or embedded is None:
-            return self.bias
-        per_session = torch.addmm(self.bias, embedded, self.embedding_weight)
-        return per_session.repeat_interleave(n_actions, dim=0)
+            return self.bias if members == 1 else self.bias.view(members, 1, -1)
+        if members == 1:
+            per_session = torch.addmm(self.bias, embedded, self.embedding_weight)
+            return per_session.repeat_interleave(n_actions, dim=0)
+        sessions = embedded.view(members, -1, embedded.shape[-1])
+        weight = self.embedding_weight.view(members, sessions.shape[-1], -1)
+        per_session = torch.baddbmm(self.bias.view(members, 1, -1), sessions, weight)
+        return per_session.repeat_interleave(n_actions, dim=1)
 
     def forward(self, features: torch.Tensor, hidden_bias: torch.Tensor) -> torch.Tensor:
-        """The update of each row of ``features`` ``(entries, n_features)``, ``(entries,)``."""
-        hidden = torch.tanh(torch.addmm(hidden_bias, features, self.weight))
+        """The update of each row of ``features`` ``(entries, n_features)``, ``(entries,)``;
+        the rows of each member in turn.
+
+        A single network multiplies with ``addmm`` and ``addmv``, an ensemble with their
+        batched forms (which round small products differently, so a single network
+        keeps the results it always had).
+        """
+        members = self.members
+        if members == 1:
+            hidden = torch.tanh(torch.addmm(hidden_bias, features, self.weight))
+        else:
+            rows = features.view(members, -1, features.shape[-1])
+            weight = self.weight.view(members, rows.shape[-1], -1)
+            hidden = torch.tanh(torch.baddbmm(hidden_bias, rows, weight))
         if self.training and self.dropout > 0:
             hidden = nn.functional.dropout(hidden, self.dropout)
-        return torch.addmv(self.out_bias, hidden, self.out_weight)
+        if members == 1:
+            return torch.addmv(self.out_bias, hidden, self.out_weight)
+        out_weight = self.out_weight.view(members, -1, 1)
+        return torch.baddbmm(self.out_bias.view(members, 1, 1), hidden, out_weight).view(-1)
 
 
-def _uniform(shape: tuple[int, ...], bound: float) -> torch.Tensor:
-    return torch.empty(shape).uniform_(-bound, bound)
+def stacked_shape(members: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a weight of ``members`` members that each have ``shape``: a first axis
+    for the members, except for a single network, which keeps the shape of one.
+
+    >>> stacked_shape(1, (3, 8)), stacked_shape(4, (3, 8))
+    ((3, 8), (4, 3, 8))
+    """
+    return shape if members == 1 else (members, *shape)
+
+
+def _uniform(members: int, shape: tuple[int, ...], bound: float) -> torch.Tensor:
+    return torch.empty(stacked_shape(members, shape)).uniform_(-bound, bound)
+
+
+class ParamEmbedding(nn.Module):
+    """How the participant embedding shifts an embedded param, for each member: a linear
+    read-out without bias (the weight of one member is ``(1, embedding_size)``, as in
+    :class:`torch.nn.Linear`), starting at zero."""
+
+    def __init__(self, size: int, members: int) -> None:
+        super().__init__()
+        # Drawn and then zeroed, as torch.nn.Linear would be: the draw keeps the random
+        # stream (and so the dropout masks) of a single network where it always was.
+        weight = _uniform(members, (1, size), 1.0)
+        self.weight = nn.Parameter(weight.zero_())
+        self.members = members
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        """``(batch, 1)``: the shift of each session, its member's read-out of its
+        embedding ``embedded`` ``(batch, size)``."""
+        if self.members == 1:  # as torch.nn.Linear computes it (see ModuleNet.forward)
+            return nn.functional.linear(embedded, self.weight)
+        sessions = embedded.view(self.members, -1, embedded.shape[-1])
+        weight = self.weight.view(self.members, 1, -1).transpose(1, 2)
+        return torch.bmm(sessions, weight).view(-1, 1)
+
+
+class MemberEmbedding(nn.Module):
+    """A participant embedding for each member: ``weight`` is ``(participants, size)``
+    per member, drawn from a standard normal distribution like :class:`torch.nn.Embedding`."""
+
+    def __init__(self, n_participants: int, size: int, members: int) -> None:
+        super().__init__()
+        shape = stacked_shape(members, (n_participants, size))
+        self.weight = nn.Parameter(torch.empty(shape).normal_())
+        self.size = size
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """The embeddings at ``rows`` of the members' stacked tables (``member *
+        participants + participant``), ``(batch, size)``."""
+        return nn.functional.embedding(rows, self.weight.view(-1, self.size))
 
 
 class NamedModules(nn.ModuleDict):
@@ -194,6 +281,7 @@ class Recording:
     after: list[torch.Tensor]
     inputs: list[torch.Tensor]
     participant: list[torch.Tensor]
+    member: list[torch.Tensor]
 
 
 class BaseRNN(nn.Module):
@@ -209,6 +297,9 @@ class BaseRNN(nn.Module):
         Hidden units of each learnable module network.
     dropout : float
         Dropout inside module networks during training.
+    members : int
+        Number of members of an ensemble: networks with weights of their own, run side by
+        side in one batch (see :meth:`forward`).
 
     Notes
     -----
@@ -236,17 +327,25 @@ class BaseRNN(nn.Module):
         n_participants: int = 1,
         hidden_size: int = 8,
         dropout: float = 0.0,
+        members: int = 1,
     ) -> None:
         super().__init__()
         self.n_actions = n_actions
         self.n_participants = n_participants
+        self.hidden_size = hidden_size
+        self.module_dropout = dropout
+        self.members = members
         size = self.embedding_size
-        self.embedding = nn.Embedding(n_participants, size) if size else None
+        self.embedding = MemberEmbedding(n_participants, size, members) if size else None
         self.embedding_drop = nn.Dropout(self.embedding_dropout)
         self.nets = NamedModules(
             {
                 name: ModuleNet(
-                    1 + len(spec.inputs), size if spec.embedded else 0, hidden_size, dropout
+                    1 + len(spec.inputs),
+                    size if spec.embedded else 0,
+                    hidden_size,
+                    dropout,
+                    members,
                 )
                 for name, spec in self.module_specs.items()
             }
@@ -256,16 +355,19 @@ class BaseRNN(nn.Module):
         for name, spec in self.params.items():
             if spec.fixed:
                 continue
-            shape = (n_participants,) if spec.per_participant else (1,)
+            shape = stacked_shape(members, (n_participants,) if spec.per_participant else (1,))
             self.raw_params[name] = nn.Parameter(torch.full(shape, spec.to_raw(spec.value)))
             if spec.embedded and size:
-                self.param_embeddings[name] = nn.Linear(size, 1, bias=False)
-                nn.init.zeros_(self.param_embeddings[name].weight)
+                self.param_embeddings[name] = ParamEmbedding(size, members)
         # An empty buffer that moves with .to(device), so the network knows its device.
         self.register_buffer("device_anchor", torch.empty(0), persistent=False)
         self.recordings: dict[str, Recording] | None = None
         self._embedded: torch.Tensor | None = None
         self._participants: torch.Tensor | None = None
+        # Inside running(): the member of each session, and its row in the members' stacked
+        # per-participant tables (member * n_participants + participant).
+        self._member_index: torch.Tensor | None = None
+        self._table_index: torch.Tensor | None = None
         # Inside forward(): the current trial, and (batch, 1) whether each session's current
         # trial has a choice.
         self._trial = 0
@@ -278,16 +380,66 @@ class BaseRNN(nn.Module):
         self._hidden_biases: dict[str, torch.Tensor] | None = None
 
     def set_participant_values(
-        self, values: Mapping[str, Sequence[float]], learnable: bool = False
+        self, values: Mapping[str, Sequence[float] | np.ndarray], learnable: bool = False
     ) -> None:
-        """Give per-participant params these values, one per participant. Unless
-        ``learnable``, they stay there: training no longer changes them."""
+        """Give params these values: one per participant (one in all for a shared param),
+        the same for every member, or a row of them per member. Unless ``learnable``,
+        they stay there: training no longer changes them."""
         for name, column in values.items():
             spec = self.params[name]
             raw = self.raw_params[name]
+            rows = self.member_rows(raw)
+            given = np.broadcast_to(np.asarray(column, dtype=float), rows.shape)
+            converted = [spec.to_raw(float(v)) for v in given.ravel()]
             with torch.no_grad():
-                raw.copy_(torch.tensor([spec.to_raw(v) for v in column], dtype=raw.dtype))
+                rows.copy_(torch.tensor(converted, dtype=raw.dtype).view(rows.shape))
             raw.requires_grad_(learnable)
+
+    def member(self, index: int) -> BaseRNN:
+        """Member ``index`` of the ensemble as a network of its own (a copy)."""
+        return self.members_subset([index])
+
+    def members_subset(self, indices: Sequence[int]) -> BaseRNN:
+        """The ensemble of the members ``indices``, in that order (a copy, in the same
+        training or evaluation mode)."""
+        subset = type(self)(
+            self.n_actions, self.n_participants, self.hidden_size, self.module_dropout, len(indices)
+        )
+        chosen = torch.as_tensor(indices, device=self.device)
+        subset.load_state_dict(
+            {
+                key: self.member_rows(value.detach())[chosen].reshape(shape)
+                for (key, value), shape in zip(
+                    self.state_dict().items(),
+                    (v.shape for v in subset.state_dict().values()),
+                    strict=True,
+                )
+            }
+        )
+        for name, raw in self.raw_params._parameters.items():
+            subset.raw_params[name].requires_grad_(raw.requires_grad)
+        return subset.to(self.device).train(self.training)
+
+    def member_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A weight of this network (or a tensor of its shape) as one row per member."""
+        return tensor.view(self.members, -1)
+
+    def member_param_values(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The values of learnable params, float64 ``(members, n)``: ``n`` is the number
+        of participants for a param per participant or fed the participant embedding,
+        else 1."""
+        self.eval()
+        participants = torch.arange(self.n_participants, device=self.device)
+        values = {}
+        with torch.no_grad(), self.running(participants.repeat(self.members)):
+            for name in names:
+                value = self.param(name).double().cpu()
+                table = value.expand(self.members * self.n_participants, 1)
+                table = table.reshape(self.members, self.n_participants)
+                spec = self.params[name]
+                shared = not spec.per_participant and name not in self.param_embeddings
+                values[name] = (table[:, :1] if shared else table).numpy()
+        return values
 
     # -- what generated code calls ------------------------------------------------------
     def param(self, name: str) -> torch.Tensor:
@@ -299,7 +451,9 @@ class BaseRNN(nn.Module):
             return torch.tensor(spec.value, device=self.device)
         raw = self.raw_params[name]
         if spec.per_participant:
-            raw = raw[self._participants].unsqueeze(-1)
+            raw = raw.view(-1)[self._table_index].unsqueeze(-1)
+        elif self.members > 1:
+            raw = raw.view(-1)[self._member_index].unsqueeze(-1)
         if name in self.param_embeddings:
             raw = raw + self.param_embeddings[name](self._embedded)
         return spec.from_raw(raw)
@@ -405,9 +559,13 @@ class BaseRNN(nn.Module):
             ``(batch,)`` participant index of each session.
         """
         self._participants = participants
+        sessions = len(participants) // self.members
+        self._member_index = torch.arange(self.members, device=participants.device)
+        self._member_index = self._member_index.repeat_interleave(sessions)
+        self._table_index = self._member_index * self.n_participants + participants
         self._embedded = None
         if self.embedding is not None:
-            self._embedded = self.embedding_drop(self.embedding(participants))
+            self._embedded = self.embedding_drop(self.embedding(self._table_index))
         self._param_values = {name: self.param(name) for name in self.params}
         self._hidden_biases = {
             name: net.hidden_bias(self._embedded, self.n_actions) for name, net in self.nets.items()
@@ -494,7 +652,7 @@ class BaseRNN(nn.Module):
     def start_recording(self, trials: torch.Tensor | None = None) -> None:
         """Record what the learnable modules do in the next :meth:`forward`: on the
         ``(trials, batch)`` entries ``trials`` marks, or on every trial."""
-        self.recordings = {name: Recording([], [], [], []) for name in self.module_specs}
+        self.recordings = {name: Recording([], [], [], [], []) for name in self.module_specs}
         self._recorded_trials = None if trials is None else trials.unsqueeze(-1)
 
     def stop_recording(self) -> dict[str, Recording]:
@@ -522,3 +680,4 @@ class BaseRNN(nn.Module):
         record.inputs.append(inputs[selected].detach())
         sessions = self._participants.unsqueeze(1).expand_as(before)
         record.participant.append(sessions[selected])
+        record.member.append(self._member_index.unsqueeze(1).expand_as(before)[selected])

@@ -6,10 +6,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from spicedsl.errors import FitError
-from spicedsl.runtime.batch import IGNORE, Batch
+from spicedsl.runtime.batch import IGNORE, Batch, member_subset
 from spicedsl.runtime.network import BaseRNN
 from spicedsl.runtime.progress import Progress
 from spicedsl.settings import FitSettings
@@ -22,19 +23,44 @@ def choice_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
+def member_nll(logits: torch.Tensor, targets: torch.Tensor, members: int) -> torch.Tensor:
+    """Each member's mean NLL of its predicted choices, shape ``(members,)``: the sessions
+    of the batch are those of each member in turn (see :class:`BaseRNN`)."""
+    if members == 1:
+        return choice_nll(logits, targets).reshape(1)
+    n_trials, n_actions = logits.shape[0], logits.shape[-1]
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, n_actions), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
+    )
+    counts = (targets != IGNORE).view(n_trials, members, -1).sum((0, 2))
+    return nll.view(n_trials, members, -1).sum((0, 2)) / counts.clamp(min=1)
+
+
 def batch_nll(net: BaseRNN, batch: Batch) -> float:
-    """Mean per-trial NLL of ``batch`` under ``net`` in evaluation mode."""
+    """Mean per-trial NLL of ``batch`` under ``net`` in evaluation mode (for an ensemble,
+    the mean over its members)."""
+    return float(np.mean(members_nll(net, batch)))
+
+
+def members_nll(net: BaseRNN, batch: Batch) -> np.ndarray:
+    """Each member's mean per-trial NLL of ``batch`` in evaluation mode, ``(members,)``."""
     was_training = net.training
     net.eval()
     with torch.no_grad():
-        loss = choice_nll(net(batch.trials, batch.chosen, batch.participants), batch.targets)
+        logits = net(batch.trials, batch.chosen, batch.participants)
+        losses = member_nll(logits, batch.targets, net.members)
     net.train(was_training)
-    return float(loss)
+    return losses.double().cpu().numpy()
 
 
 @dataclass
 class TrainingLog:
-    """What happened in training: per-epoch losses and why it stopped."""
+    """What happened in training: per-epoch losses and why it stopped.
+
+    For an ensemble, the losses are the means over its members, ``best_epoch`` is the
+    last of the members' best epochs, ``best_loss`` the mean of their best losses, and
+    ``members`` says, member by member, its best epoch and loss and when it stopped.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
@@ -44,6 +70,7 @@ class TrainingLog:
     best_loss: float = math.inf
     # Fresh initialisations trained after networks that stayed at chance.
     restarts: int = 0
+    members: list[dict[str, float]] = field(default_factory=list)
 
 
 def train_network(
@@ -59,72 +86,176 @@ def train_network(
     loss stays below ``settings.convergence`` for ``settings.patience`` epochs. Ctrl-C
     stops it too; the best weights so far are kept and the log says "interrupted".
 
+    An ensemble (``net.members`` > 1) trains every member at once, each on its own
+    sessions of the batches (the sessions of each member in turn, see
+    :func:`spicedsl.runtime.batch.member_batches`): the loss is the sum of the members'
+    losses, so each member's weights follow its own loss, as they would alone. Each
+    member keeps the weights of its own best epoch and stops on its own (see
+    :func:`_members_done`). Stopped members leave the batch; training ends when every
+    member has stopped.
+
     Raises
     ------
     FitError
         When the loss becomes non-finite; the message names the first module or param
         whose gradient or value stopped being finite.
     """
-    optimizer = torch.optim.Adam(
-        net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
+    members = net.members
     log = TrainingLog()
-    best_loss, best_state = math.inf, _copy_state(net)
-    smoothed_change, calm_epochs, previous = None, 0, None
+    best_loss, best_state = np.full(members, math.inf), _copy_state(net)
+    best_epoch, stopped_at = np.zeros(members, dtype=int), np.zeros(members, dtype=int)
+    smoothed_change = np.full(members, math.nan)
+    calm_epochs = np.zeros(members, dtype=int)
+    previous = None
+    # The members still training, by their index in ``net``; ``work`` holds their weights.
+    active, work = np.arange(members), net
+    optimizer = _adam(work, settings)
     bar = Progress(settings.epochs, "training", enabled=progress, unit="epochs")
-    net.train()
-    # When validation sessions run in the training batch (see Batch.predicting) and no
-    # dropout makes training logits differ from evaluation ones, one forward pass serves both.
-    shared_forward = (
-        validation is not None and validation.trials is train.trials and not net.has_dropout
-    )
+    work.train()
     try:
         for epoch in range(settings.epochs):
-            logits = net(train.trials, train.chosen, train.participants)
-            loss = choice_nll(logits, train.targets)
-            value = loss.item()
-            monitored = value
+            # When validation sessions run in the training batch (see Batch.predicting) and
+            # no dropout makes training logits differ from evaluation ones, one forward
+            # pass serves both.
+            shared_forward = (
+                validation is not None
+                and validation.trials is train.trials
+                and not work.has_dropout
+            )
+            logits = work(train.trials, train.chosen, train.participants)
+            losses = member_nll(logits, train.targets, work.members)
+            values = losses.detach().double().cpu().numpy()
+            monitored = values
             if validation is not None:
                 if shared_forward:
-                    monitored = choice_nll(logits.detach(), validation.targets).item()
+                    detached = logits.detach()
+                    monitored = member_nll(detached, validation.targets, work.members)
+                    monitored = monitored.double().cpu().numpy()
                 else:
-                    monitored = batch_nll(net, validation)
-                log.validation_loss.append(monitored)
-            log.train_loss.append(value)
+                    monitored = members_nll(work, validation)
+                log.validation_loss.append(float(np.mean(monitored)))
+            log.train_loss.append(float(np.mean(values)))
             # The weights that produced this epoch's losses are those before the step.
-            if monitored < best_loss:
-                best_loss, best_state, log.best_epoch = monitored, _copy_state(net), epoch + 1
-                log.best_loss = monitored
+            improved = monitored < best_loss[active]
+            if improved.any():
+                best_loss[active[improved]] = monitored[improved]
+                best_epoch[active[improved]] = epoch + 1
+                _copy_members(best_state, net, work, active, improved)
             optimizer.zero_grad()
-            loss.backward()
-            if not math.isfinite(value) or not _gradients_finite(net):
+            losses.sum().backward()
+            if not np.isfinite(values).all() or not _gradients_finite(work):
                 raise FitError(
-                    f"training diverged at epoch {epoch + 1}: {_first_non_finite(net)}; "
+                    f"training diverged at epoch {epoch + 1}: {_first_non_finite(work)}; "
                     "try a smaller learning_rate"
                 )
             optimizer.step()
             if previous is not None:
-                change = abs(previous - value) / max(abs(previous), 1e-12)
-                smoothed_change = (
-                    change if smoothed_change is None else (0.9 * smoothed_change + 0.1 * change)
-                )
-                calm_epochs = calm_epochs + 1 if smoothed_change < settings.convergence else 0
-            previous = value
-            bar.update(epoch + 1, loss=value, validation=monitored if validation else None)
-            if calm_epochs >= settings.patience:
+                change = np.abs(previous - values) / np.maximum(np.abs(previous), 1e-12)
+                before = smoothed_change[active]
+                smoothed = np.where(np.isnan(before), change, 0.9 * before + 0.1 * change)
+                smoothed_change[active] = smoothed
+                calm = smoothed < settings.convergence
+                calm_epochs[active] = np.where(calm, calm_epochs[active] + 1, 0)
+            previous = values
+            bar.update(
+                epoch + 1,
+                loss=log.train_loss[-1],
+                validation=log.validation_loss[-1] if validation else None,
+            )
+            done = calm_epochs[active] >= settings.patience
+            if members > 1:
+                done = _members_done(done, stopped_at, epoch + 1)
+            stopped_at[active[done]] = epoch + 1
+            if done.all():
                 log.stopped = "converged"
                 break
+            if done.any():
+                keep = np.flatnonzero(~done)
+                train, validation = member_subset(work.members, keep, train, validation)
+                work, optimizer = _keep_members(work, optimizer, keep, settings)
+                active, previous = active[keep], previous[keep]
     except KeyboardInterrupt:
         log.stopped = "interrupted"
     finally:
         bar.close()
     net.load_state_dict(best_state)
     net.eval()
+    log.best_loss, log.best_epoch = float(np.mean(best_loss)), int(best_epoch.max())
+    if members > 1:
+        stopped_at[stopped_at == 0] = len(log.train_loss)
+        log.members = [
+            {"best_epoch": int(e), "best_loss": float(b), "epochs": int(s)}
+            for e, b, s in zip(best_epoch, best_loss, stopped_at, strict=True)
+        ]
     return log
+
+
+# An ensemble member's epoch budget, relative to the epoch when half of them had stopped.
+MEMBER_BUDGET = 1.5
+
+
+def _members_done(converged: np.ndarray, stopped_at: np.ndarray, epoch: int) -> np.ndarray:
+    """Which members of an ensemble stop after ``epoch``, among those still training.
+
+    A member stops when its training loss has ``converged``, or at its epoch budget,
+    ``MEMBER_BUDGET`` times the epoch at which half of the members had stopped: a member
+    that learns far more slowly than the others would otherwise set the cost of the whole
+    ensemble (it keeps its best weights so far). ``stopped_at`` holds each member's last
+    epoch, 0 while it trains.
+    """
+    stops = np.sort(stopped_at[stopped_at > 0])
+    half = len(stopped_at) // 2
+    if len(stops) >= half and epoch >= MEMBER_BUDGET * stops[half - 1]:
+        return np.ones_like(converged)
+    return converged
+
+
+def _adam(net: BaseRNN, settings: FitSettings) -> torch.optim.Adam:
+    return torch.optim.Adam(
+        net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+
+
+def _keep_members(
+    net: BaseRNN, optimizer: torch.optim.Adam, keep: np.ndarray, settings: FitSettings
+) -> tuple[BaseRNN, torch.optim.Adam]:
+    """The ensemble of the members ``keep`` of ``net``, and an optimizer that goes on as
+    ``optimizer`` did for them (its moment estimates sliced likewise)."""
+    subset = net.members_subset(keep.tolist())
+    sliced = _adam(subset, settings)
+    rows = torch.as_tensor(keep, device=net.device)
+    for old, new in zip(net.parameters(), subset.parameters(), strict=True):
+        state = optimizer.state.get(old)
+        if state:
+            sliced.state[new] = {
+                key: net.member_rows(value)[rows].reshape(new.shape)
+                if value.shape == old.shape
+                else value.clone()
+                for key, value in state.items()
+            }
+    return subset, sliced
 
 
 def _copy_state(net: BaseRNN) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _copy_members(
+    state: dict[str, torch.Tensor],
+    net: BaseRNN,
+    work: BaseRNN,
+    active: np.ndarray,
+    improved: np.ndarray,
+) -> None:
+    """Copy into ``state`` (of ``net``) the current weights in ``work`` of the members
+    ``improved`` (a mask over ``work``'s members, which are ``active`` of ``net``)."""
+    if work is net and improved.all():
+        state.update(_copy_state(net))
+        return
+    local = torch.as_tensor(np.flatnonzero(improved), device=net.device)
+    rows = torch.as_tensor(active[improved], device=net.device)
+    for key, value in work.state_dict().items():
+        net.member_rows(state[key])[rows] = work.member_rows(value.detach())[local]
 
 
 def _gradients_finite(net: BaseRNN) -> bool:
@@ -154,20 +285,40 @@ def _describe_parameter(name: str) -> str:
 
 # Strength of the pull of refit params toward their starting values (see refit_params).
 ANCHOR = 1e-4
+# L-BFGS settings of refit_params: its memory; its stopping tolerances on the gradient,
+# on the change of the mean NLL (by default; the model is in float64) and on the step;
+# the longest step, in any one raw param (a step across other basins of the loss, which
+# clipped equations make uneven, lands where the candidate no longer means what it
+# did); the sufficient decrease of its backtracking line search and the most steps one
+# line search tries.
+HISTORY = 20
+TOLERANCE_GRAD = 1e-9
+TOLERANCE_CHANGE = 1e-11
+TOLERANCE_STEP = 1e-10
+MAX_STEP = 1.0
+SUFFICIENT_DECREASE = 1e-4
+LINE_SEARCH_STEPS = 8
 
 
 def refit_params(
     net: BaseRNN,
     batch: Batch,
     max_iterations: int = 100,
-    held: Mapping[str, torch.Tensor] | None = None,
-) -> float:
-    """Fit the learnable params of a network with no learnable module (an equation
-    model) by L-BFGS on the choices; return the final mean NLL (infinite or NaN when the
-    fit diverged).
+    held: Mapping[str, np.ndarray] | None = None,
+    tolerance: float = TOLERANCE_CHANGE,
+) -> np.ndarray:
+    """Fit the learnable params of each member of a network with no learnable module (an
+    equation model) by L-BFGS on its choices; return each member's final mean NLL
+    (infinite where the fit diverged).
 
-    ``held`` maps a per-participant param to a boolean mask of the participants whose
-    value stays where it is.
+    The members are separate problems solved side by side: each has its own L-BFGS
+    memory, line search (backtracking to a sufficient decrease) and stopping test, and
+    one forward and backward pass over the batch (the sessions of each member in turn)
+    evaluates all of them. A member whose loss stops being finite on a step takes a
+    shorter one; a member that cannot decrease its loss any more stops there.
+
+    ``held`` maps a param to a boolean mask of its entries, ``(members, n)`` as
+    :meth:`BaseRNN.member_rows` lays them out, that stay where they are.
 
     With a handful of scalars and no network weights, a quasi-Newton method converges in
     a few full-batch steps. A weak pull toward the starting values (``ANCHOR`` times the
@@ -175,33 +326,199 @@ def refit_params(
     hard-coded equation that fixes the scale of a state, scaling the state's equations up
     and its inverse temperature down predicts the same choices.
     """
-    parameters = [p for p in net.parameters() if p.requires_grad]
-    if not parameters:
-        return batch_nll(net, batch)
-    start = [p.detach().clone() for p in parameters]
-    optimizer = torch.optim.LBFGS(
-        parameters, lr=1, max_iter=max_iterations, line_search_fn="strong_wolfe"
-    )
+    if not any(p.requires_grad for p in net.parameters()):
+        return members_nll(net, batch)
     net.eval()
+    losses = _MemberLosses(net, batch, held or {})
+    x = losses.start.clone()
+    with torch.enable_grad():
+        loss, _ = _lbfgs(losses, x, max_iterations, tolerance)
+    losses.write(net, x)
+    nll = members_nll(net, batch)
+    return np.where(np.isfinite(loss.cpu().numpy()), nll, math.inf)
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = choice_nll(net(batch.trials, batch.chosen, batch.participants), batch.targets)
-        pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(parameters, start, strict=True))
-        loss = loss + ANCHOR * pull
-        loss.backward()
-        return loss
 
-    hooks = [
-        net.raw_params[name].register_hook(lambda grad, mask=mask: grad.masked_fill(mask, 0))
-        for name, mask in (held or {}).items()
-    ]
-    try:
-        optimizer.step(closure)
-    except RuntimeError:
-        # The line search overflowed: the params left every range the choices allow.
-        return math.inf
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return batch_nll(net, batch)
+class _MemberLosses:
+    """The refit loss of each member of an equation model and its gradient, as functions
+    of the members' learnable params laid out as rows ``(members, n)``.
+
+    It evaluates only the members a caller needs, with a network and batch of those
+    members alone (taken from the whole ones, which it keeps).
+    """
+
+    def __init__(self, net: BaseRNN, batch: Batch, held: Mapping[str, np.ndarray]) -> None:
+        self.net, self.batch = net, batch
+        named = self._named(net)
+        self.fixed = torch.cat(
+            [
+                torch.as_tensor(_held_mask(held, name, net.member_rows(p).shape), device=net.device)
+                for name, p in named
+            ],
+            dim=1,
+        )
+        self.sizes = [net.member_rows(p).shape[1] for _, p in named]
+        self.start = torch.cat([net.member_rows(p.detach()) for _, p in named], dim=1).double()
+        self._subsets: dict[bytes, tuple[BaseRNN, Batch]] = {}
+
+    @staticmethod
+    def _named(net: BaseRNN) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+
+    def write(self, net: BaseRNN, x: torch.Tensor) -> None:
+        """Set the learnable params of ``net`` (its members are the rows of ``x``)."""
+        with torch.no_grad():
+            for (_, p), chunk in zip(
+                self._named(net), torch.split(x, self.sizes, dim=1), strict=True
+            ):
+                net.member_rows(p).copy_(chunk)
+
+    def _subset(self, rows: np.ndarray) -> tuple[BaseRNN, Batch]:
+        """The network and batch of the members ``rows``."""
+        if len(rows) == self.net.members:
+            return self.net, self.batch
+        key = rows.tobytes()
+        if key not in self._subsets:
+            if len(self._subsets) > MAX_SUBSETS:
+                self._subsets.clear()
+            batch = member_subset(self.net.members, rows, self.batch)[0]
+            self._subsets[key] = (self.net.members_subset(rows.tolist()), batch)
+        return self._subsets[key]
+
+    def __call__(self, x: torch.Tensor, needed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's loss at ``x`` (infinite where not finite) and its gradient, for
+        the ``needed`` members (a mask; the others get an infinite loss)."""
+        wanted = needed.cpu().numpy().nonzero()[0]
+        net, batch = self._subset(wanted)
+        rows = torch.as_tensor(wanted, device=x.device)
+        self.write(net, x[rows])
+        named = self._named(net)
+        logits = net(batch.trials, batch.chosen, batch.participants)
+        params = torch.cat([net.member_rows(p) for _, p in named], dim=1)
+        pull = ((params - self.start[rows].to(params.dtype)) ** 2).sum(1)
+        loss = member_nll(logits, batch.targets, net.members) + ANCHOR * pull
+        gradients = torch.autograd.grad(loss.sum(), [p for _, p in named])
+        gradient = torch.cat([net.member_rows(g) for g in gradients], dim=1).double()
+        value = loss.detach().double()
+        broken = ~torch.isfinite(value) | ~torch.isfinite(gradient).all(1)
+        every_loss = torch.full_like(x[:, 0], math.inf)
+        every_loss[rows] = value.masked_fill(broken, math.inf)
+        every_gradient = torch.zeros_like(x)
+        every_gradient[rows] = gradient.masked_fill(broken[:, None], 0)
+        return every_loss, every_gradient.masked_fill(self.fixed, 0)
+
+
+# The most member subsets a refit keeps at once (each a small network and batch).
+MAX_SUBSETS = 64
+
+
+def _held_mask(held: Mapping[str, np.ndarray], name: str, shape: torch.Size) -> np.ndarray:
+    """The mask of the entries of parameter ``name`` (``raw_params.PARAM``) held fixed."""
+    param = name.removeprefix("raw_params.")
+    mask = held.get(param) if param != name else None
+    return np.zeros(shape, dtype=bool) if mask is None else np.broadcast_to(mask, shape).copy()
+
+
+def _lbfgs(
+    evaluate, x: torch.Tensor, max_iterations: int, tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise each row's loss by L-BFGS row by row; ``x`` ends at the minimum found.
+    ``evaluate(x, needed)`` gives the ``(losses, gradients)`` of all rows at once, right
+    at least for the rows of the mask ``needed``. Returns the final losses and gradients."""
+    rows, size = x.shape
+    steps_s = x.new_zeros(rows, HISTORY, size)
+    steps_y = x.new_zeros(rows, HISTORY, size)
+    inverse_sy = x.new_zeros(rows, HISTORY)
+    stored = torch.zeros(rows, dtype=torch.long, device=x.device)
+    loss, gradient = evaluate(x, torch.ones(rows, dtype=torch.bool, device=x.device))
+    done = ~torch.isfinite(loss) | (gradient.abs().amax(1) <= TOLERANCE_GRAD)
+    everyone = torch.arange(rows, device=x.device)
+    for _ in range(max_iterations):
+        if done.all():
+            break
+        direction = -_two_loop(gradient, steps_s, steps_y, inverse_sy, stored)
+        slope = (gradient * direction).sum(1)
+        uphill = ~(slope < 0)  # a stale memory: start again from steepest descent
+        direction[uphill] = -gradient[uphill]
+        stored[uphill] = 0
+        slope = (gradient * direction).sum(1)
+        step = torch.where(
+            stored == 0, (1 / gradient.abs().sum(1).clamp(min=1e-12)).clamp(max=1), 1.0
+        )
+        step = torch.minimum(step, MAX_STEP / direction.abs().amax(1).clamp(min=1e-300))
+        pending, moved = ~done, torch.zeros_like(done)
+        new_x, new_loss, new_gradient = x.clone(), loss.clone(), gradient.clone()
+        for _ in range(LINE_SEARCH_STEPS):
+            trial = torch.where(pending[:, None], x + step[:, None] * direction, new_x)
+            trial_loss, trial_gradient = evaluate(trial, pending)
+            accept = pending & (trial_loss <= loss + SUFFICIENT_DECREASE * step * slope)
+            new_x[accept], new_loss[accept] = trial[accept], trial_loss[accept]
+            new_gradient[accept] = trial_gradient[accept]
+            pending &= ~accept
+            moved |= accept
+            if not pending.any():
+                break
+            # The minimum of the quadratic through the loss, its slope and the trial,
+            # kept within [0.1, 0.5] of the step; a tenth where the loss was not finite.
+            curvature = 2 * (trial_loss - loss - slope * step)
+            quadratic = -slope * step**2 / curvature.clamp(min=1e-300)
+            shorter = torch.where(
+                torch.isfinite(trial_loss) & (curvature > 0),
+                torch.minimum(torch.maximum(quadratic, 0.1 * step), 0.5 * step),
+                0.1 * step,
+            )
+            step = torch.where(pending, shorter, step)
+            # A step too short to move the params: no decrease is left to find.
+            pending &= (step[:, None] * direction).abs().amax(1) > TOLERANCE_STEP
+            if not pending.any():
+                break
+        s, y = new_x - x, new_gradient - gradient
+        sy = (s * y).sum(1)
+        keep = moved & (sy > 1e-10)
+        slot = stored % HISTORY
+        steps_s[everyone[keep], slot[keep]] = s[keep]
+        steps_y[everyone[keep], slot[keep]] = y[keep]
+        inverse_sy[everyone[keep], slot[keep]] = 1 / sy[keep]
+        stored += keep.long()
+        change = (loss - new_loss).abs()
+        x.copy_(new_x)
+        loss, gradient = new_loss, new_gradient
+        # Stopped: no step decreased the loss, or the last one changed little.
+        done |= (
+            ~moved
+            | (gradient.abs().amax(1) <= TOLERANCE_GRAD)
+            | (change < tolerance)
+            | (s.abs().amax(1) <= TOLERANCE_STEP)
+        )
+    return loss, gradient
+
+
+def _two_loop(
+    gradient: torch.Tensor,
+    steps_s: torch.Tensor,
+    steps_y: torch.Tensor,
+    inverse_sy: torch.Tensor,
+    stored: torch.Tensor,
+) -> torch.Tensor:
+    """L-BFGS's two-loop recursion, row by row: the inverse-Hessian estimate of each row,
+    from its stored steps (``stored`` of them, the newest at ``(stored - 1) % HISTORY``),
+    times its gradient."""
+    rows, history, size = steps_s.shape
+    age = torch.arange(history, device=gradient.device)
+    slots = (stored[:, None] - 1 - age) % history  # newest first
+    valid = age < stored.clamp(max=history)[:, None]
+    s = steps_s.gather(1, slots[..., None].expand(rows, history, size))
+    y = steps_y.gather(1, slots[..., None].expand(rows, history, size))
+    rho = inverse_sy.gather(1, slots) * valid
+    q = gradient.clone()
+    alphas = []
+    for i in range(history):
+        alpha = rho[:, i] * (s[:, i] * q).sum(1)
+        q -= alpha[:, None] * y[:, i]
+        alphas.append(alpha)
+    yy = (y[:, 0] * y[:, 0]).sum(1)
+    scale = torch.where(valid[:, 0] & (yy > 0), (s[:, 0] * y[:, 0]).sum(1) / yy, 1.0)
+    r = q * scale[:, None]
+    for i in reversed(range(history)):
+        beta = rho[:, i] * (y[:, i] * r).sum(1)
+        r += s[:, i] * (alphas[i] - beta)[:, None]
+    return r
