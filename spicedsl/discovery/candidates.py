@@ -232,6 +232,23 @@ def _is_binary(values: np.ndarray) -> bool:
     return bool(np.isin(values, (0.0, 1.0)).all())
 
 
+# The most off-policy trials (sessions x trials, all participants together) the equation
+# stage records: with many participants each gets fewer sessions, so memory stays bounded.
+OFFPOLICY_TRIAL_BUDGET = 2_000_000
+
+
+def offpolicy_sessions(settings: FitSettings, n_participants: int) -> int:
+    """Off-policy sessions per participant: ``sindy_sessions``, or fewer (at least one)
+    when ``n_participants`` would need more than ``OFFPOLICY_TRIAL_BUDGET`` trials.
+
+    >>> from spicedsl.settings import FitSettings
+    >>> offpolicy_sessions(FitSettings(), 10), offpolicy_sessions(FitSettings(), 965)
+    (8, 2)
+    """
+    affordable = OFFPOLICY_TRIAL_BUDGET // (n_participants * settings.sindy_trials)
+    return max(1, min(settings.sindy_sessions, affordable))
+
+
 def equation_candidates(
     net: BaseRNN,
     model: ir.Model,
@@ -257,7 +274,9 @@ def equation_candidates(
     if isinstance(data, RecordedSessions):
         batch, trials = data.batch, data.trials
     else:
-        participants = np.repeat(np.arange(n_participants), settings.sindy_sessions)
+        participants = np.repeat(
+            np.arange(n_participants), offpolicy_sessions(settings, n_participants)
+        )
         batch = offpolicy_batch(
             net.n_actions,
             len(participants),
