@@ -17,7 +17,7 @@ from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.stability import complementary_halves, consensus, stability_selection
 from spicedsl.fitting import _voters
 from spicedsl.frontend import checked_program, load_ir, read_source
-from spicedsl.runtime.batch import make_batch, member_batches
+from spicedsl.runtime.batch import IGNORE, make_batch, member_batches
 from spicedsl.runtime.train import TrainingLog, _members_done, train_network
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import FitSettings
@@ -87,6 +87,19 @@ def test_members_train_as_they_would_alone(small_data):
         trained = ensemble.member(k).state_dict()
         for name, value in single.state_dict().items():
             torch.testing.assert_close(trained[name], value, atol=1e-4, rtol=1e-4)
+
+
+def test_a_member_predicts_only_its_own_half_of_sessions_that_all_members_run(small_data):
+    # With the end of every session held out for validation, every member runs on every
+    # session; the training choices it predicts must still be its own half's alone.
+    batch = make_batch(small_data)
+    halves = [np.arange(0, 15), np.arange(15, 30)]
+    every = np.arange(30)
+    train, validation = member_batches([every, every], batch, batch, trained=halves)
+    predicted = (train.targets != IGNORE).any(0).view(2, 30).numpy()
+    assert predicted[0].tolist() == [True] * 15 + [False] * 15
+    assert predicted[1].tolist() == [False] * 15 + [True] * 15
+    assert (validation.targets != IGNORE).any(0).all()
 
 
 def test_a_member_stops_on_its_own_and_slow_ones_at_a_budget():
