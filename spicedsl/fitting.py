@@ -21,6 +21,7 @@ from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery import discover_equations
 from spicedsl.discovery.candidates import OffPolicy, RecordedSessions, record_modules
 from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
+from spicedsl.dynamics import flag_unstable_equations, unstable_report
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
 from spicedsl.fitted import TABLE_FILE, fitted_program, participant_columns, rewards_rescaled
@@ -109,6 +110,7 @@ class FitResult:
             "equations": {name: str(expr) for name, expr in self.equations.items()},
             "equation_samples": {name: eq.n_samples for name, eq in self.discovered.items()},
             "equation_terms": {name: eq.n_coefficients for name, eq in self.discovered.items()},
+            "unstable_equations": unstable_report(self.discovered, self.participant_ids),
             "params": self.params,
             "participants": (
                 {
@@ -481,6 +483,7 @@ def fit(
         program, discovered, params, digits, TABLE_FILE if columns else None, n_actions
     )
     fitted_text = format_program(fitted_ast, source.text)
+    fitted_text = flag_unstable_equations(fitted_text, discovered, data.participant_ids)
     timings["equations_s"] = time.perf_counter() - start
     fitted_ir = load_ir(fitted_text)
     equation_net = network_class(fitted_ir)(n_actions, n_participants)

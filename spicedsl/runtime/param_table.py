@@ -63,9 +63,10 @@ class ParamTable:
         """
         index = {label: i for i, label in enumerate(self.participant_ids)}
         missing = [label for label in participant_ids if label not in index]
+        shown = listed_labels(missing)
         if missing and unknown != "mean":
             raise DataError(
-                f"the data's participants {_listed(missing)} have no row in the participant table",
+                f"the data's participants {shown} have no row in the participant table",
                 path=self.path,
                 hint="add their rows, or give them the table's mean values "
                 "(--unknown-participants mean)",
@@ -73,7 +74,7 @@ class ParamTable:
         if missing:
             count = f"{len(missing)} participant{'s have' if len(missing) > 1 else ' has'}"
             warnings.warn(
-                f"{self.path}: {count} no row in the participant table ({_listed(missing)}): "
+                f"{self.path}: {count} no row in the participant table ({shown}): "
                 "they get the group values, the table's mean (--unknown-participants error "
                 "refuses them)",
                 stacklevel=3,
@@ -89,7 +90,7 @@ class ParamTable:
             note = f"participant {label!r} is not in the data; the row is unused"
             warnings.warn(f"{self.path}:{row}: {note}", stacklevel=3)
         elif unused:
-            labels = _listed([label for label, _ in unused])
+            labels = listed_labels([label for label, _ in unused])
             note = f"participants {labels} are not in the data; their rows are unused"
             warnings.warn(f"{self.path}:{unused[0][1]}: {note}", stacklevel=3)
         return {
@@ -101,10 +102,10 @@ class ParamTable:
         }
 
 
-def _listed(labels: Sequence[str], shown: int = 5) -> str:
+def listed_labels(labels: Sequence[str], shown: int = 5) -> str:
     """The first ``shown`` of ``labels``, quoted, and how many more.
 
-    >>> _listed(["a", "b"]), _listed([str(i) for i in range(8)], 2)
+    >>> listed_labels(["a", "b"]), listed_labels([str(i) for i in range(8)], 2)
     ("'a', 'b'", "'0', '1' and 6 more")
     """
     more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
