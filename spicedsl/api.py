@@ -141,7 +141,7 @@ def generative_network(
 def evaluate(
     model: str | Path,
     data,
-    unknown_participants: str = "error",
+    unknown_participants: str = "mean",
     scored=None,
     **data_options,
 ) -> dict[str, float]:
@@ -149,8 +149,9 @@ def evaluate(
     on data, and with several participants each one's NLL per trial and number of
     predicted trials (under ``"participants"``).
 
-    Participants of the data that the model's participant table lacks are an error, or
-    with ``unknown_participants="mean"`` get the table's mean values. ``scored``, a
+    Participants of the data that the model's participant table lacks get the group
+    values, the table's mean, with a note through :mod:`warnings`; with
+    ``unknown_participants="error"`` they are an error. ``scored``, a
     :class:`spicedsl.splits.Holdout`, scores only its trials (each session still runs
     from its start).
     """
@@ -189,16 +190,19 @@ def simulate(
     n_actions: int | None = None,
     seed: int = 0,
     sigma: float = 0.2,
-    n_participants: int = 1,
+    n_participants: int | None = None,
     weights: str | Path | None = None,
     param_table: str | Path | None = None,
+    unknown_participants: str = "mean",
 ):
     """Simulate a fully specified model in a drifting bandit.
 
-    Sessions are dealt to ``n_participants`` participants in turn (labelled 1, 2, ...),
-    or to the participants of the model's participant table, or of ``param_table`` in
-    its place (a CSV of per-participant param values, see
-    :mod:`spicedsl.runtime.param_table`), labelled as there.
+    Sessions are dealt in turn to the participants of the model's participant table, or
+    of ``param_table`` in its place (a CSV of per-participant param values, see
+    :mod:`spicedsl.runtime.param_table`), labelled as there; or, with
+    ``n_participants``, to participants labelled 1, 2, ..., ``n_participants`` (one by
+    default). With a table, those of them it lacks get the group values, as
+    :func:`evaluate` gives them (``unknown_participants``).
     Returns the :class:`Dataset` and the latents (choice probabilities and states).
     """
     import numpy as np
@@ -233,12 +237,14 @@ def simulate(
         table = read_param_table(param_table, bounds, model_ir.name)
     else:
         table = model_table(model_ir)
-    if table is not None:
-        n_participants = len(table.participant_ids)
+    if table is not None and n_participants is None:
+        ids = table.participant_ids
+    else:
+        ids = tuple(str(i + 1) for i in range(n_participants or 1))
+    values = table.for_participants(ids, unknown_participants) if table is not None else None
     torch.manual_seed(seed)
-    values = table.values if table is not None else None
-    net = generative_network(model_ir, n_actions, n_participants, weights, values)
-    participants = np.arange(n_sessions) % n_participants
+    net = generative_network(model_ir, n_actions, len(ids), weights, values)
+    participants = np.arange(n_sessions) % len(ids)
     rng = np.random.default_rng(seed)
     dataset, latents = run(
         net,
@@ -250,5 +256,5 @@ def simulate(
         every_reward=model_ir.reads_every_reward,
     )
     if table is not None:
-        dataset = replace(dataset, participant_ids=table.participant_ids)
+        dataset = replace(dataset, participant_ids=ids)
     return dataset, latents

@@ -77,7 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--actions", type=int, help="actions, if the model does not say")
     simulate.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
     simulate.add_argument(
-        "--participants", type=int, default=1, help="participants the sessions are dealt to (1)"
+        "--participants",
+        type=int,
+        help="participants the sessions are dealt to, labelled 1 .. N (default: the model's "
+        "participant table, else 1)",
     )
     simulate.add_argument(
         "--sigma", type=float, default=0.2, help="reward-probability drift per trial (0.2)"
@@ -88,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TABLE.csv",
         help="per-participant param values: a participant column, one column per param",
     )
+    _add_unknown_participants_option(simulate, "participants 1 .. N of --participants")
     simulate.add_argument(
         "-o", "--output", required=True, metavar="DATA.csv", help="the data ('-': stdout)"
     )
@@ -169,13 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL")
     evaluate.add_argument("data", metavar="DATA")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument(
-        "--unknown-participants",
-        choices=UNKNOWN_PARTICIPANTS,
-        default="error",
-        help="participants the model's participant table lacks: an error (the default), "
-        "or the table's mean values",
-    )
+    _add_unknown_participants_option(evaluate, "participants of the data")
     _add_holdout_options(evaluate, "score only these (the default: every trial)")
     _add_data_options(evaluate)
 
@@ -229,6 +227,16 @@ def _seed(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"the seed must be a whole number from 0 to {MAX_SEED}")
     return value
+
+
+def _add_unknown_participants_option(parser: argparse.ArgumentParser, who: str) -> None:
+    parser.add_argument(
+        "--unknown-participants",
+        choices=UNKNOWN_PARTICIPANTS,
+        default="mean",
+        help=f"{who} that the participant table lacks: the group values, its mean (the "
+        "default, with a note), or an error",
+    )
 
 
 def _add_holdout_options(parser: argparse.ArgumentParser, purpose: str) -> None:
@@ -502,6 +510,7 @@ def _simulate(args: argparse.Namespace) -> int:
         n_participants=args.participants,
         weights=args.network,
         param_table=args.params,
+        unknown_participants=args.unknown_participants,
     )
     dataset.to_csv(args.output)
     if args.latents:

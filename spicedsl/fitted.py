@@ -285,14 +285,22 @@ def rewards_rescaled(program: ast.Program, low: float, high: float) -> ast.Progr
 def with_frequencies(text: str, stability: Stability) -> str:
     """The fitted model ``text`` with a comment at the end of each discovered equation:
     how many members of the ensemble selected each term, the kept ones first."""
-    lines = text.split("\n")
     for module in stability.libraries:
-        header = next(i for i, line in enumerate(lines) if line.startswith(f"module {module} "))
-        body = next(
-            i for i in range(header + 1, len(lines)) if lines[i].startswith(f"{INDENT}{module} =")
-        )
-        lines[body] += "  # " + frequency_text(stability, module)
-    return "\n".join(lines)
+        text = with_comment(text, module, frequency_text(stability, module))
+    return text
+
+
+def with_comment(text: str, module: str, comment: str) -> str:
+    """The fitted model ``text`` with ``# comment`` at the end of the line of
+    ``module``'s equation.
+
+    >>> print(with_comment("module m updates x\\n    m = 0.5 * x\\n", "m", "note"), end="")
+    module m updates x
+        m = 0.5 * x  # note
+    """
+    start = f"{INDENT}{module} = "
+    lines = text.split("\n")
+    return "\n".join(f"{line}  # {comment}" if line.startswith(start) else line for line in lines)
 
 
 def frequency_text(stability: Stability, module: str) -> str:

@@ -27,6 +27,7 @@ from spicedsl.discovery.stability import (
     stability_report,
     stability_summary,
 )
+from spicedsl.dynamics import flag_unstable_equations, unstable_report
 from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
 from spicedsl.fitted import (
@@ -136,6 +137,7 @@ class FitResult:
             "equations": {name: str(expr) for name, expr in self.equations.items()},
             "equation_samples": {name: eq.n_samples for name, eq in self.discovered.items()},
             "equation_terms": {name: eq.n_coefficients for name, eq in self.discovered.items()},
+            "unstable_equations": unstable_report(self.discovered, self.participant_ids),
             "params": self.params,
             "participants": (
                 {
@@ -562,6 +564,7 @@ def fit(
         program, discovered, params, digits, TABLE_FILE if columns else None, n_actions
     )
     fitted_text = format_program(fitted_ast, source.text)
+    fitted_text = flag_unstable_equations(fitted_text, discovered, data.participant_ids)
     if stability is not None:
         fitted_text = with_frequencies(fitted_text, stability)
     timings["equations_s"] = time.perf_counter() - start

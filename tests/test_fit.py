@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,27 @@ def test_save_writes_results_that_load_without_pickle(quick_fit, tmp_path, small
     load_weights(fresh, out / "network.npz")
     for name, value in quick_fit.network.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[name], value)
+
+
+def test_report_lists_the_unstable_equations_of_the_fit(quick_fit, tmp_path):
+    def reports(b: float) -> dict:
+        value = (("x_value_reward", 1),)
+        not_chosen = DiscoveredEquation(
+            "x_value_reward_not_chosen", "x_value_reward", ((0.1, ()), (b, value)), 100
+        )
+        discovered = {**quick_fit.discovered, "x_value_reward_not_chosen": not_chosen}
+        out = replace(quick_fit, discovered=discovered).save(tmp_path / str(b))
+        return json.loads((out / "report.json").read_text())
+
+    assert reports(0.8)["unstable_equations"] == []
+    assert reports(1.2)["unstable_equations"] == [
+        {
+            "module": "x_value_reward_not_chosen",
+            "state": "x_value_reward",
+            "coefficients": [1.2],
+            "participants": None,
+        }
+    ]
 
 
 def test_fit_result_shows_its_equations_as_latex(quick_fit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import warnings
@@ -128,32 +129,78 @@ def simulated(folder: Path, alphas: dict[str, float], n_sessions: int = 6) -> Pa
     return path
 
 
-def test_evaluate_refuses_participants_the_table_lacks_or_gives_them_the_mean(tmp_path):
+def test_evaluate_gives_participants_the_table_lacks_the_group_values_and_says_so(tmp_path):
     data = simulated(tmp_path, {"1": 0.2, "2": 0.6, "3": 0.4})
     model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n")
-    refused = spicedsl("evaluate", "model.spice", "data.csv", cwd=tmp_path)
-    assert refused.returncode == 1
-    assert "participants '3' have no row in the participant table" in refused.stderr
-    assert "--unknown-participants mean" in refused.stderr
-    mean = spicedsl(
-        "evaluate",
-        "model.spice",
-        "data.csv",
-        "--json",
-        "--unknown-participants",
-        "mean",
-        cwd=tmp_path,
-    )
+    mean = spicedsl("evaluate", "model.spice", "data.csv", "--json", cwd=tmp_path)
     assert mean.returncode == 0, mean.stderr
+    assert mean.stderr == (
+        "note: table.csv: 1 participant has no row in the participant table ('3'): they get "
+        "the group values, the table's mean (--unknown-participants error refuses them)\n"
+    )
     # The mean of the table's learning rates, 0.4, written out for participant 3.
     model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n3,0.4\n")
     full = api.evaluate(tmp_path / "model.spice", data)
-    import json
-
     assert json.loads(mean.stdout)["nll_per_trial"] == pytest.approx(
         full["nll_per_trial"], abs=1e-12
     )
     assert set(full["participants"]) == {"1", "2", "3"}
+
+
+def test_evaluate_refuses_participants_the_table_lacks_when_asked_to(tmp_path):
+    simulated(tmp_path, {"1": 0.2, "2": 0.6, "3": 0.4})
+    model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n")
+    options = ["--unknown-participants", "error"]
+    refused = spicedsl("evaluate", "model.spice", "data.csv", *options, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "participants '3' have no row in the participant table" in refused.stderr
+    assert "--unknown-participants mean" in refused.stderr
+
+
+def test_the_note_on_group_values_counts_the_participants_and_names_the_first(tmp_path):
+    simulated(tmp_path, {str(i): 0.5 for i in range(1, 10)}, n_sessions=9)
+    model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n")
+    result = spicedsl("evaluate", "model.spice", "data.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "note: table.csv: 7 participants have no row in the participant table "
+        "('3', '4', '5', '6', '7' and 2 more): they get the group values" in result.stderr
+    )
+
+
+def test_simulate_gives_participants_beyond_the_table_the_group_values(tmp_path):
+    model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n")
+    options = ["--participants", "3", "--sessions", "6", "--trials", "30", "--seed", "1"]
+    made = spicedsl("simulate", "model.spice", *options, "-o", "mean.csv", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (
+        "note: table.csv: 1 participant has no row in the participant table ('3'): they get "
+        "the group values" in made.stderr
+    )
+    # The same as a table that gives participant 3 the mean learning rate, 0.4.
+    model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n3,0.4\n")
+    again = spicedsl("simulate", "model.spice", *options, "-o", "full.csv", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "mean.csv").read_text() == (tmp_path / "full.csv").read_text()
+    model_with_table(tmp_path, "participant,alpha\n1,0.2\n2,0.6\n")
+    refusing = [*options, "--unknown-participants", "error", "-o", "no.csv"]
+    refused = spicedsl("simulate", "model.spice", *refusing, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "participants '3' have no row in the participant table" in refused.stderr
+    assert not (tmp_path / "no.csv").exists()
+
+
+def test_table_rows_of_participants_not_simulated_get_one_note(tmp_path):
+    rows = "".join(f"{i},0.5\n" for i in range(1, 9))
+    model_with_table(tmp_path, "participant,alpha\n" + rows)
+    options = ["--participants", "1", "--sessions", "2", "--trials", "5"]
+    result = spicedsl("simulate", "model.spice", *options, "-o", "d.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("note:") == 1
+    assert (
+        "note: table.csv:3: participants '2', '3', '4', '5', '6' and 2 more are not in the "
+        "data; their rows are unused" in result.stderr
+    )
 
 
 def test_table_rows_of_participants_not_in_the_data_are_noted(tmp_path):

@@ -57,25 +57,42 @@ class ParamTable:
         """Each param's value for each of ``participant_ids`` (the data's participants).
 
         Participants missing from the table are an error, or with ``unknown="mean"`` get
-        the mean over the table's participants. Each table row whose participant is not
-        among ``participant_ids`` gets a note through :mod:`warnings`.
+        the group values, the mean over the table's participants, with a note through
+        :mod:`warnings` saying how many and who. Table rows whose participant is not
+        among ``participant_ids`` get a note with the first one's row.
         """
         index = {label: i for i, label in enumerate(self.participant_ids)}
         missing = [label for label in participant_ids if label not in index]
+        shown = listed_labels(missing)
         if missing and unknown != "mean":
-            shown = ", ".join(repr(label) for label in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise DataError(
-                f"the data's participants {shown}{more} have no row in the participant table",
+                f"the data's participants {shown} have no row in the participant table",
                 path=self.path,
                 hint="add their rows, or give them the table's mean values "
                 "(--unknown-participants mean)",
             )
+        if missing:
+            count = f"{len(missing)} participant{'s have' if len(missing) > 1 else ' has'}"
+            warnings.warn(
+                f"{self.path}: {count} no row in the participant table ({shown}): "
+                "they get the group values, the table's mean (--unknown-participants error "
+                "refuses them)",
+                stacklevel=3,
+            )
         wanted = set(participant_ids)
-        for label, row in zip(self.participant_ids, self.rows, strict=True):
-            if label not in wanted:
-                unused = f"participant {label!r} is not in the data; the row is unused"
-                warnings.warn(f"{self.path}:{row}: {unused}", stacklevel=3)
+        unused = [
+            (label, row)
+            for label, row in zip(self.participant_ids, self.rows, strict=True)
+            if label not in wanted
+        ]
+        if len(unused) == 1:
+            label, row = unused[0]
+            note = f"participant {label!r} is not in the data; the row is unused"
+            warnings.warn(f"{self.path}:{row}: {note}", stacklevel=3)
+        elif unused:
+            labels = listed_labels([label for label, _ in unused])
+            note = f"participants {labels} are not in the data; their rows are unused"
+            warnings.warn(f"{self.path}:{unused[0][1]}: {note}", stacklevel=3)
         return {
             name: [
                 column[index[label]] if label in index else math.fsum(column) / len(column)
@@ -83,6 +100,16 @@ class ParamTable:
             ]
             for name, column in self.values.items()
         }
+
+
+def listed_labels(labels: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``labels``, quoted, and how many more.
+
+    >>> listed_labels(["a", "b"]), listed_labels([str(i) for i in range(8)], 2)
+    ("'a', 'b'", "'0', '1' and 6 more")
+    """
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return ", ".join(repr(label) for label in labels[:shown]) + more
 
 
 def table_path(model_path: str, written: str) -> str:
