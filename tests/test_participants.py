@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from spicedsl import api
-from spicedsl.discovery.candidates import fit_participants
+from spicedsl.discovery.candidates import fit_participants, participant_rows
 from spicedsl.discovery.equation import DiscoveredEquation
 from spicedsl.errors import ModelError
 from spicedsl.fitted import TABLE_FILE
@@ -238,9 +238,8 @@ def test_fit_participants_recovers_each_participants_own_coefficients():
     terms = ((1.0, (("v", 1),)), (0.1, (("r", 1),)), (0.1, (("v", 1), ("r", 1))))
     equation = DiscoveredEquation("m", "v", terms, n)
     spec = ModuleSpec("v", "chosen", ("r",), ("r",), None, 2, 0.05, True, 1)
-    fitted = fit_participants(
-        equation, spec, before, after, reward[:, None], participant, n_participants=4
-    )
+    rows = participant_rows(participant, n_participants=4)
+    fitted = fit_participants(equation, spec, before, after, reward[:, None], rows)
     np.testing.assert_allclose(np.array(fitted.per_participant[:3]), own, atol=1e-10)
     # Participant 4 has no samples: the shared coefficients, which then enter the mean.
     assert fitted.per_participant[3] == (1.0, 0.1, 0.1)

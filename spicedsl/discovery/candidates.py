@@ -182,33 +182,44 @@ def fit_participants(
     before: np.ndarray,
     after: np.ndarray,
     inputs: np.ndarray,
-    participant: np.ndarray,
-    n_participants: int,
+    rows: list[np.ndarray],
 ) -> DiscoveredEquation:
-    """``equation``'s terms fitted by least squares to each participant's samples alone.
+    """``equation``'s terms fitted by least squares to each participant's samples alone
+    (``rows[p]``: the samples of participant ``p``, see :func:`participant_rows`).
 
     One small fit per participant, so the cost grows linearly with their number. Every
     term is free for every participant (none is snapped to 1); a participant without
     samples gets ``equation``'s coefficients. The shared coefficients become the mean.
     """
     if not equation.terms:
-        return replace(equation, per_participant=((),) * n_participants)
+        return replace(equation, per_participant=((),) * len(rows))
     features = dict(zip((spec.target, *spec.inputs), (before, *inputs.T), strict=True))
     columns = np.ones((len(before), len(equation.terms)))
     for j, (_, powers) in enumerate(equation.terms):
         for name, power in powers:
             columns[:, j] *= features[name] ** power
-    rows = []
-    for index in range(n_participants):
-        mine = participant == index
-        if mine.any():
+    fitted = []
+    for mine in rows:
+        if len(mine):
             coefficients = np.linalg.lstsq(columns[mine], after[mine], rcond=None)[0]
         else:
             coefficients = np.array([c for c, _ in equation.terms])
-        rows.append(tuple(float(c) for c in coefficients))
-    mean = np.mean(rows, axis=0)
+        fitted.append(tuple(float(c) for c in coefficients))
+    mean = np.mean(fitted, axis=0)
     terms = tuple((float(m), powers) for m, (_, powers) in zip(mean, equation.terms, strict=True))
-    return replace(equation, terms=terms, per_participant=tuple(rows))
+    return replace(equation, terms=terms, per_participant=tuple(fitted))
+
+
+def participant_rows(participant: np.ndarray, n_participants: int) -> list[np.ndarray]:
+    """The indices of each participant's samples, in order (one sort, not a scan of every
+    sample per participant).
+
+    >>> [r.tolist() for r in participant_rows(np.array([1, 0, 1, 1]), 3)]
+    [[1], [0, 2, 3], []]
+    """
+    order = np.argsort(participant, kind="stable")
+    ends = np.searchsorted(participant[order], np.arange(1, n_participants))
+    return np.split(order, ends)
 
 
 MAX_SUBSET_TERMS = 10
@@ -325,9 +336,9 @@ def _module_candidates(
         if module.embedded and n_participants > 1:
             # Each participant's own sparse equations add their structures; every
             # structure is then fitted to each participant.
-            for index in range(n_participants):
-                mine = samples["participant"] == index
-                if mine.any():
+            rows = participant_rows(samples["participant"], n_participants)
+            for mine in rows:
+                if len(mine):
                     found += fit_module(
                         module.name,
                         spec,
@@ -339,13 +350,7 @@ def _module_candidates(
             structures = {tuple(p for _, p in eq.terms): eq for eq in reversed(found)}
             found = [
                 fit_participants(
-                    equation,
-                    spec,
-                    samples["before"],
-                    samples["after"],
-                    samples["inputs"],
-                    samples["participant"],
-                    n_participants,
+                    equation, spec, samples["before"], samples["after"], samples["inputs"], rows
                 )
                 for equation in reversed(structures.values())
             ]
