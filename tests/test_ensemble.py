@@ -4,6 +4,7 @@ refit side by side, and stability selection over the terms they select."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -285,3 +286,33 @@ def test_an_ensemble_comes_in_complementary_pairs(tmp_path):
     assert "fit option 'ensemble' must be 1 or an even number" in checked.stderr
     assert "fit option 'stability' must be greater than 0.5" in checked.stderr
     assert f"{model}:{text.count(chr(10))}:" in checked.stderr
+
+
+def test_a_term_refit_below_the_threshold_gives_the_score_of_the_model_without_it():
+    # Rescorla-Wagner data: values not chosen stay as they are, so a constant in that
+    # update refits to about 0. The model with it is scored as the model without it,
+    # instead of not at all (which hid the true structure from the selection).
+    dataset, _ = api.simulate(EXAMPLES / "rescorla_wagner_truth.spice", 60, 100, seed=2)
+    source = read_source(EXAMPLES / "rescorla_wagner.spice")
+    program = checked_program(source)
+    model = lower(program, source)
+    starts = {"beta_reward": np.array([[3.0]])}
+    value, reward = (("x_value_reward", 1),), (("c_reward", 1),)
+    chosen = equation("x_value_reward_chosen", {value: 0.7, reward: 0.3})
+
+    def refit(not_chosen: dict) -> Refit:
+        refitter = Refitter(
+            program, source, model, make_batch(dataset), {}, 1, starts, [np.arange(60)]
+        )
+        equations = {
+            "x_value_reward_chosen": chosen,
+            "x_value_reward_not_chosen": equation("x_value_reward_not_chosen", not_chosen),
+        }
+        return refitter.refit(equations, precise=True)
+
+    with_constant, without = refit({ONE: 0.02, value: 0.9}), refit({value: 0.9})
+    assert without.bic < math.inf
+    # (Refit from different starts: the scale of the values is only loosely determined.)
+    assert with_constant.bic == pytest.approx(without.bic, rel=1e-3)
+    kept = with_constant.equations["x_value_reward_not_chosen"].terms
+    assert [powers for _, powers in kept] == [value]

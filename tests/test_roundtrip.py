@@ -181,6 +181,8 @@ def fit_options(draw) -> list[ast.FitOption]:
         else:
             exclude = not spec.minimum_inclusive
             value = draw(st.floats(spec.minimum, high, exclude_min=exclude))
+        if spec.problem(value):  # in range, yet against a further rule (ensemble pairs)
+            continue
         options.append(ast.FitOption(ast.Name(name), ast.Number(value)))
     return options
 

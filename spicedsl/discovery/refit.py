@@ -49,6 +49,9 @@ class Refit:
     absent: dict[Term, np.ndarray] = field(default_factory=dict)
     # Each participant's summed NLL of the training choices, and their number of choices.
     participant_nll: tuple[np.ndarray, np.ndarray] | None = None
+    # The terms whose refit coefficient fell below their module's threshold (for every
+    # participant): the model is not scored (its BIC is infinite) but refit without them.
+    tiny: tuple[Term, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,9 @@ class Refitter:
 
         The coefficients of the participants that ``absent`` names are held at 0.
         Per-participant coefficients that end below their module's threshold join them,
-        and the rest are refit once more.
+        and the rest are refit once more. A model with a term whose coefficient ends below
+        the threshold (for everyone) stands for the sparser model without it: that one is
+        refit and returned in its place.
         """
         new: dict[tuple, Request] = {}
         for request in requests:
@@ -165,6 +170,11 @@ class Refitter:
             if group:
                 for key, result in zip(group, self._refit(list(group.values())), strict=True):
                     self.done[key] = result
+        pruned = {key: request for key, request in new.items() if self.done[key].tiny}
+        if pruned:
+            sparser = [_without_tiny(r, self.done[key]) for key, r in pruned.items()]
+            for key, result in zip(pruned, self.refit_all(sparser), strict=True):
+                self.done[key] = result
         return [self.done[request.key()] for request in requests]
 
     def diverged(self, request: Request) -> Refit:
@@ -395,7 +405,7 @@ class Refitter:
         params, and its BIC."""
         param_of = {term: param for param, term in model.coefficients.items()}
         free = {name: values[name][i] for name in model.params if name not in model.coefficients}
-        equations, absent, too_small = {}, {}, False
+        equations, absent, tiny = {}, {}, []
         for module, equation in request.equations.items():
             terms, columns = [], []
             for powers in _powers(equation):
@@ -408,11 +418,13 @@ class Refitter:
                     continue
                 free[param] = value
                 if model.per_participant[module]:
-                    too_small |= bool(held[param][i].all())
+                    small = bool(held[param][i].all())
                     if held[param][i].any():
                         absent[(module, powers)] = held[param][i].copy()
                 else:
-                    too_small |= abs(float(value[0])) < self.thresholds[module]
+                    small = abs(float(value[0])) < self.thresholds[module]
+                if small:
+                    tiny.append((module, powers))
             rows = None
             if model.per_participant[module]:
                 rows = tuple(
@@ -420,8 +432,8 @@ class Refitter:
                 )
             equations[module] = replace(equation, terms=tuple(terms), per_participant=rows)
         bic = 2 * nll.sum() + _penalty(free, self.table, n_trials)
-        if too_small:
-            bic = math.inf  # a term too small to keep: a sparser candidate says the same
+        if tiny:
+            bic = math.inf  # a term too small to keep: the model without it is refit instead
         params = {
             n: v
             for n, v in ((n, values[n][i]) for n in model.params)
@@ -438,7 +450,19 @@ class Refitter:
             bic,
             absent,
             (nll, n_trials),
+            tuple(tiny),
         )
+
+
+def _without_tiny(request: Request, result: Refit) -> Request:
+    """``request`` without the terms that ``result``, its refit, found too small to keep;
+    it starts from that refit."""
+    equations = {
+        module: without_terms(equation, {p for m, p in result.tiny if m == module})
+        for module, equation in request.equations.items()
+    }
+    absent = {term: mask for term, mask in request.absent.items() if term not in result.tiny}
+    return replace(request, equations=equations, absent=absent, start=result)
 
 
 def _param_start(start: Refit | None, param: str) -> list[float] | None:
