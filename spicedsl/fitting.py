@@ -333,7 +333,8 @@ CLIPPED_SHARE = 0.01
 
 def _note_clipped_modules(net: BaseRNN, batch: Batch, trials: np.ndarray) -> None:
     """Note each learnable module whose new values hit the clip on more than
-    ``CLIPPED_SHARE`` of its updates in the training trials."""
+    ``CLIPPED_SHARE`` of its updates in the training trials (of all members of an
+    ensemble together)."""
     for name, samples in record_modules(net, batch, trials).items():
         after = samples["after"]
         clipped = np.mean(np.abs(after) >= CLIP) if after.size else 0.0

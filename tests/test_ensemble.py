@@ -12,6 +12,7 @@ import torch
 
 from spicedsl import api
 from spicedsl.codegen.instantiate import network_class
+from spicedsl.discovery.candidates import record_modules
 from spicedsl.discovery.equation import DiscoveredEquation
 from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.stability import complementary_halves, consensus, stability_selection
@@ -71,6 +72,21 @@ def test_each_member_predicts_what_it_would_alone():
             single = ensemble.member(k)
             expected = single(alone.trials, alone.chosen, alone.participants)
             torch.testing.assert_close(logits[:, k], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_every_member_records_its_modules_on_every_session():
+    torch.manual_seed(0)
+    ensemble = api.load_model(EXAMPLES / "learning_rate.spice", members=2).eval()
+    dataset, _ = api.simulate(EXAMPLES / "q_learning.spice", 3, 10, seed=2)
+    batch = make_batch(dataset)  # 3 sessions: not a multiple of the 2 members
+    trials = np.ones((3, 10), dtype=bool)
+    trials[1, 5:] = False
+    recorded = record_modules(ensemble, batch, trials)["x_learning_rate_reward"]
+    for k in range(2):
+        alone = record_modules(ensemble.member(k), batch, trials)["x_learning_rate_reward"]
+        mine = recorded["member"] == k
+        assert mine.sum() == len(alone["after"]) > 0
+        np.testing.assert_allclose(recorded["after"][mine], alone["after"], rtol=1e-5)
 
 
 def test_members_train_as_they_would_alone(small_data):
@@ -257,6 +273,17 @@ def test_an_ensemble_fit_is_reproducible_and_resumable(ensemble_fit):
     resumed = spicedsl(*args, "--resume", str(folder / "again"))
     assert resumed.returncode == 0, resumed.stderr
     assert (folder / "again" / "fitted.spice").read_bytes() == first
+
+
+def test_an_ensemble_fits_sessions_that_do_not_split_evenly_among_members(tmp_path):
+    dataset, _ = api.simulate(EXAMPLES / "q_learning.spice", 31, 40, seed=4)
+    data = tmp_path / "data.csv"
+    dataset.to_csv(data)
+    model = str(EXAMPLES / "learning_rate.spice")
+    result = spicedsl("fit", model, str(data), *QUICK, "--ensemble", "2", "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert_no_traceback(result)
+    assert "# members selecting each term: " in (tmp_path / "o" / "fitted.spice").read_text()
 
 
 def test_an_ensemble_comes_in_complementary_pairs(tmp_path):
