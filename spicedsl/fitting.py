@@ -463,12 +463,12 @@ def fit(
     low_high = data.reward_range
     if rescale and low_high is not None and not 0 <= low_high[0] <= low_high[1] <= 1:
         program = _rewards_rescaled(program, source, *low_high)
-    model_ir = lower(program, source)
     for name, value in settings.items():
         problem = OPTIONS[name].problem(value)
         if problem:
             raise UsageError(f"option {name} {problem}")
-    fit_settings = model_ir.fit.replace(**settings)
+    model_ir = lower(program, source, settings)
+    fit_settings = model_ir.fit
     if threads < 1:
         raise UsageError("threads must be at least 1")
     if not 1 <= digits <= MAX_DIGITS:

@@ -263,6 +263,17 @@ def test_an_ensemble_report_holds_frequencies_bound_intervals_and_members(ensemb
     assert '<img id="stability"' in page and 'id="member-equations"' in page
 
 
+def test_degree_on_the_command_line_widens_every_library(ensemble_fit):
+    folder, args, _ = ensemble_fit
+    result = spicedsl(*args, "--degree", "2", "-o", str(folder / "degree2"))
+    assert result.returncode == 0, result.stderr
+    first = json.loads((folder / "out" / "report.json").read_text())["ensemble"]
+    second = json.loads((folder / "degree2" / "report.json").read_text())["ensemble"]
+    # Learning rate: 1, lr, r, v (r is 0/1: r^2 = r), and lr^2, v^2, lr r, lr v, r v at
+    # degree 2; not chosen: 1, v, and v^2.
+    assert (first["library_size"], second["library_size"]) == (4 + 2, 9 + 3)
+
+
 @pytest.mark.slow
 def test_an_ensemble_fit_is_reproducible_and_resumable(ensemble_fit):
     folder, args, _ = ensemble_fit
