@@ -335,7 +335,8 @@ CLIPPED_SHARE = 0.01
 
 def _note_clipped_modules(net: BaseRNN, batch: Batch, trials: np.ndarray) -> None:
     """Note each learnable module whose new values hit the clip on more than
-    ``CLIPPED_SHARE`` of its updates in the training trials."""
+    ``CLIPPED_SHARE`` of its updates in the training trials (of all members of an
+    ensemble together)."""
     for name, samples in record_modules(net, batch, trials).items():
         after = samples["after"]
         clipped = np.mean(np.abs(after) >= CLIP) if after.size else 0.0
@@ -464,12 +465,12 @@ def fit(
     low_high = data.reward_range
     if rescale and low_high is not None and not 0 <= low_high[0] <= low_high[1] <= 1:
         program = _rewards_rescaled(program, source, *low_high)
-    model_ir = lower(program, source)
     for name, value in settings.items():
         problem = OPTIONS[name].problem(value)
         if problem:
             raise UsageError(f"option {name} {problem}")
-    fit_settings = model_ir.fit.replace(**settings)
+    model_ir = lower(program, source, settings)
+    fit_settings = model_ir.fit
     if threads < 1:
         raise UsageError("threads must be at least 1")
     if not 1 <= digits <= MAX_DIGITS:

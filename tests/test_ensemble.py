@@ -13,6 +13,7 @@ import torch
 
 from spicedsl import api
 from spicedsl.codegen.instantiate import network_class
+from spicedsl.discovery.candidates import record_modules
 from spicedsl.discovery.equation import DiscoveredEquation
 from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.stability import complementary_halves, consensus, stability_selection
@@ -72,6 +73,21 @@ def test_each_member_predicts_what_it_would_alone():
             single = ensemble.member(k)
             expected = single(alone.trials, alone.chosen, alone.participants)
             torch.testing.assert_close(logits[:, k], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_every_member_records_its_modules_on_every_session():
+    torch.manual_seed(0)
+    ensemble = api.load_model(EXAMPLES / "learning_rate.spice", members=2).eval()
+    dataset, _ = api.simulate(EXAMPLES / "q_learning.spice", 3, 10, seed=2)
+    batch = make_batch(dataset)  # 3 sessions: not a multiple of the 2 members
+    trials = np.ones((3, 10), dtype=bool)
+    trials[1, 5:] = False
+    recorded = record_modules(ensemble, batch, trials)["x_learning_rate_reward"]
+    for k in range(2):
+        alone = record_modules(ensemble.member(k), batch, trials)["x_learning_rate_reward"]
+        mine = recorded["member"] == k
+        assert mine.sum() == len(alone["after"]) > 0
+        np.testing.assert_allclose(recorded["after"][mine], alone["after"], rtol=1e-5)
 
 
 def test_members_train_as_they_would_alone(small_data):
@@ -261,6 +277,17 @@ def test_an_ensemble_report_holds_frequencies_bound_intervals_and_members(ensemb
     assert '<img id="stability"' in page and 'id="member-equations"' in page
 
 
+def test_degree_on_the_command_line_widens_every_library(ensemble_fit):
+    folder, args, _ = ensemble_fit
+    result = spicedsl(*args, "--degree", "2", "-o", str(folder / "degree2"))
+    assert result.returncode == 0, result.stderr
+    first = json.loads((folder / "out" / "report.json").read_text())["ensemble"]
+    second = json.loads((folder / "degree2" / "report.json").read_text())["ensemble"]
+    # Learning rate: 1, lr, r, v (r is 0/1: r^2 = r), and lr^2, v^2, lr r, lr v, r v at
+    # degree 2; not chosen: 1, v, and v^2.
+    assert (first["library_size"], second["library_size"]) == (4 + 2, 9 + 3)
+
+
 @pytest.mark.slow
 def test_an_ensemble_fit_is_reproducible_and_resumable(ensemble_fit):
     folder, args, _ = ensemble_fit
@@ -271,6 +298,17 @@ def test_an_ensemble_fit_is_reproducible_and_resumable(ensemble_fit):
     resumed = spicedsl(*args, "--resume", str(folder / "again"))
     assert resumed.returncode == 0, resumed.stderr
     assert (folder / "again" / "fitted.spice").read_bytes() == first
+
+
+def test_an_ensemble_fits_sessions_that_do_not_split_evenly_among_members(tmp_path):
+    dataset, _ = api.simulate(EXAMPLES / "q_learning.spice", 31, 40, seed=4)
+    data = tmp_path / "data.csv"
+    dataset.to_csv(data)
+    model = str(EXAMPLES / "learning_rate.spice")
+    result = spicedsl("fit", model, str(data), *QUICK, "--ensemble", "2", "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert_no_traceback(result)
+    assert "# members selecting each term: " in (tmp_path / "o" / "fitted.spice").read_text()
 
 
 def test_an_ensemble_comes_in_complementary_pairs(tmp_path):

@@ -525,6 +525,20 @@ def test_fit_statement_and_module_options_reach_the_ir() -> None:
     assert model.params[0].embedded
 
 
+def test_fit_settings_given_at_fit_time_override_the_fit_statement_not_the_module() -> None:
+    text = BASE + (
+        "module u updates x when chosen\n  learn(c) degree 3\n"
+        "module v updates x when not chosen\n  learn()\n"
+        "fit degree 2 threshold 0.1\n"
+    )
+    source = Source("m.spice", text)
+    model = lower(checked_program(source), source, {"degree": 1, "threshold": 0.2})
+    u, v = model.modules
+    assert (u.degree, u.threshold) == (3, 0.2)
+    assert (v.degree, v.threshold) == (1, 0.2)
+    assert (model.fit.degree, model.fit.threshold) == (1, 0.2)
+
+
 def test_condition_filter_lowers_to_a_relation() -> None:
     text = BASE + "module u updates x when c >= 0.5\n  learn()\n"
     model = lower(checked_program(Source("m.spice", text)), Source("m.spice", text))

@@ -82,10 +82,14 @@ def offpolicy_batch(
 def record_modules(
     net: BaseRNN, batch: Batch, trials: np.ndarray | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Run ``net`` on ``batch`` and return, per learnable module, float64 arrays
-    ``before`` (n,), ``after`` (n,), ``inputs`` (n, k), and the ``participant`` (n,)
-    and ``member`` (n,) of each sample, of the ``(sessions, trials)`` that ``trials``
-    marks (all by default)."""
+    """Run ``net`` (every member of an ensemble) on every session of ``batch`` and
+    return, per learnable module, float64 arrays ``before`` (n,), ``after`` (n,),
+    ``inputs`` (n, k), and the ``participant`` (n,) and ``member`` (n,) of each sample,
+    of the ``(sessions, trials)`` that ``trials`` marks (all by default)."""
+    if net.members > 1:
+        every = np.arange(batch.targets.shape[1])
+        batch = member_batches([every] * net.members, batch)[0]
+        trials = None if trials is None else np.tile(trials, (net.members, 1))
     net.eval()
     net.start_recording(None if trials is None else torch.as_tensor(np.ascontiguousarray(trials.T)))
     try:
@@ -298,10 +302,6 @@ def equation_candidates(
             rewards=data,
         )
         trials = None
-    if net.members > 1:
-        every = np.arange(batch.targets.shape[1])
-        batch = member_batches([every] * net.members, batch)[0]
-        trials = None if trials is None else np.tile(trials, (net.members, 1))
     recordings = record_modules(net, batch, trials)
     candidates, libraries = [], {}
     for member in range(net.members):

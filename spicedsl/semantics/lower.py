@@ -8,6 +8,7 @@ symbols.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 
 import sympy
 
@@ -69,8 +70,14 @@ _SYMPY_OPERATIONS = {
 }
 
 
-def lower(program: ast.Program, source: Source) -> ir.Model:
-    """Build the IR of a program that :func:`spicedsl.semantics.check.check` accepted."""
+def lower(
+    program: ast.Program, source: Source, settings: Mapping[str, float] | None = None
+) -> ir.Model:
+    """Build the IR of a program that :func:`spicedsl.semantics.check.check` accepted.
+
+    ``settings`` override the program's ``fit`` options (as ``spicedsl fit --degree 2``
+    does), so a learnable module without its own degree or threshold takes theirs.
+    """
     decls = declarations(program)
 
     def line(node) -> int:
@@ -80,7 +87,7 @@ def lower(program: ast.Program, source: Source) -> ir.Model:
     defaults = FitSettings()
     fit = defaults.replace(
         **{o.name.id: o.value.value for o in (decls.fit.options if decls.fit else ())}
-    )
+    ).replace(**(settings or {}))
     modules: list[ir.Module] = []
     for module in decls.modules.values():
         trial_filter = _filter(module.filter)
