@@ -149,16 +149,7 @@ class FitResult:
                 else None
             ),
             "metrics": self.metrics,
-            "training": {
-                "epochs_run": len(self.log.train_loss),
-                "best_epoch": self.log.best_epoch,
-                "best_loss": self.log.best_loss,
-                "stopped": self.log.stopped,
-                "restarts": self.log.restarts,
-                "members": self.log.members,
-                "train_loss": self.log.train_loss,
-                "validation_loss": self.log.validation_loss,
-            },
+            "training": self.log.report(),
             "ensemble": stability_report(self.stability) if self.stability else None,
             "settings": asdict(self.settings),
             "options": self.options,

@@ -72,6 +72,19 @@ class TrainingLog:
     restarts: int = 0
     members: list[dict[str, float]] = field(default_factory=list)
 
+    def report(self) -> dict:
+        """The log as ``report.json`` holds it."""
+        return {
+            "epochs_run": len(self.train_loss),
+            "best_epoch": self.best_epoch,
+            "best_loss": self.best_loss,
+            "stopped": self.stopped,
+            "restarts": self.restarts,
+            "members": self.members,
+            "train_loss": self.train_loss,
+            "validation_loss": self.validation_loss,
+        }
+
 
 def train_network(
     net: BaseRNN,
