@@ -14,10 +14,6 @@ from spicedsl import api
 from tests.test_cli import ROOT
 
 QUICK = ["--epochs", "15", "--sindy-sessions", "2", "--sindy-trials", "300", "--validation", "0"]
-# An equation stage of several seconds (many candidates, much equation data), so that a
-# signal sent when training ends reaches it even on a busy machine.
-SLOW_EQUATIONS = [*QUICK[:2], "--sindy-sessions", "8", "--sindy-trials", "2000", "--degree", "3"]
-SLOW_EQUATIONS += ["--validation", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +52,7 @@ def test_sigterm_during_training_keeps_the_network_and_writes_the_results(data_f
 def test_an_interrupted_equation_stage_resumes_to_the_same_result(data_file, tmp_path, stop):
     whole = subprocess.run(
         [sys.executable, "-m", "spicedsl.cli", "fit", "examples/forgetting.spice", str(data_file)]
-        + ["-o", str(tmp_path / "whole"), "-q", *SLOW_EQUATIONS],
+        + ["-o", str(tmp_path / "whole"), "-q", *QUICK],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -64,7 +60,7 @@ def test_an_interrupted_equation_stage_resumes_to_the_same_result(data_file, tmp
     )
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "out"
-    fit = start_fit(data_file, out, "-q", *SLOW_EQUATIONS)
+    fit = start_fit(data_file, out, "-q", *QUICK)
     deadline = time.monotonic() + 120
     while not (out / "training.json").exists():  # written when training ends
         assert fit.poll() is None and time.monotonic() < deadline
@@ -77,7 +73,7 @@ def test_an_interrupted_equation_stage_resumes_to_the_same_result(data_file, tmp
 
     resumed = subprocess.run(
         [sys.executable, "-m", "spicedsl.cli", "fit", "examples/forgetting.spice", str(data_file)]
-        + ["--resume", str(out), "-q", *SLOW_EQUATIONS],
+        + ["--resume", str(out), "-q", *QUICK],
         cwd=ROOT,
         capture_output=True,
         text=True,
