@@ -17,6 +17,9 @@ time from each smaller N to the largest, and whether the largest run stayed unde
 10 minutes and 4 GB. Run from the repository root (several minutes)::
 
     .venv/bin/python benchmarks/bench_participants.py --participants 10 50 200
+
+``--pooling 0 1`` fits each data set without partial pooling and with it (the fit's
+``--pooling``), and adds the ratio of the fit times.
 """
 
 from __future__ import annotations
@@ -98,8 +101,9 @@ def measured(args: list[str], stats: Path) -> tuple[float, float]:
     return seconds, int(fields[-1]) / 1024
 
 
-def run_one(n: int, trials: int, seed: int, folder: Path) -> dict:
-    """Simulate and fit ``n`` participants of one session each; return one table row."""
+def run_one(n: int, trials: int, seed: int, pooling: int, folder: Path) -> dict:
+    """Simulate and fit ``n`` participants of one session each (with ``pooling`` 0 or 1);
+    return one table row."""
     params = folder / "params.csv"
     data = folder / "data.csv"
     out = folder / "fit"
@@ -108,9 +112,8 @@ def run_one(n: int, trials: int, seed: int, folder: Path) -> dict:
         "simulate", TRUTH, "--params", str(params), "--sessions", str(n),
         "--trials", str(trials), "--seed", "1", "-o", str(data),
     )  # fmt: skip
-    wall, peak_mb = measured(
-        ["fit", MODEL, str(data), "--validation", "0", "-q", "-o", str(out)], folder / "time.txt"
-    )
+    fit = ["fit", MODEL, str(data), "--validation", "0", "--pooling", str(pooling)]
+    wall, peak_mb = measured([*fit, "-q", "-o", str(out)], folder / "time.txt")
     # The truth itself, with this table, as the yardstick of the NLLs.
     truth = folder / "truth.spice"
     text = (ROOT / TRUTH).read_text(encoding="utf-8")
@@ -121,6 +124,7 @@ def run_one(n: int, trials: int, seed: int, folder: Path) -> dict:
         fitted = sum(1 for row in csv.reader(handle) if row) - 1
     return {
         "participants": n,
+        "pooling": pooling,
         "fitted": fitted,
         "trials": trials,
         "wall_s": wall,
@@ -139,32 +143,43 @@ def main() -> None:
     parser.add_argument("--participants", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--trials", type=int, default=100, help="trials each (100)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the participant table")
+    parser.add_argument(
+        "--pooling", type=int, nargs="+", default=[1], choices=[0, 1], help="fit --pooling (1)"
+    )
     args = parser.parse_args()
     if not Path(GNU_TIME).exists():
         note = f"note: {GNU_TIME} not found; a Python wrapper reads the peak memory"
         print(note, file=sys.stderr)
     rows = []
     for n in sorted(args.participants):
-        folder = Path(tempfile.mkdtemp(prefix=f"bench_participants_{n}_"))
-        try:
-            rows.append(run_one(n, args.trials, args.seed, folder))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        print(f"N = {n}: fit took {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        for pooling in args.pooling:
+            folder = Path(tempfile.mkdtemp(prefix=f"bench_participants_{n}_"))
+            try:
+                rows.append(run_one(n, args.trials, args.seed, pooling, folder))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            took = f"N = {n}, pooling {pooling}: fit took {rows[-1]['wall_s']:.1f} s"
+            print(took, file=sys.stderr, flush=True)
     print(
-        "| participants | trials each | fit wall (s) | training (s) | equations (s) "
+        "| participants | pooling | trials each | fit wall (s) | training (s) | equations (s) "
         "| peak memory (MB) | network NLL/trial | equations NLL/trial | truth NLL/trial |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         label = str(row["participants"])
         if row["fitted"] != row["participants"]:
             label += f" ({row['fitted']} fitted)"
         print(
-            f"| {label} | {row['trials']} | {row['wall_s']:.1f} | {row['training_s']:.1f} "
-            f"| {row['equations_s']:.1f} | {row['peak_mb']:.0f} | {row['network_nll']:.5f} "
-            f"| {row['equations_nll']:.5f} | {row['truth_nll']:.5f} |"
+            f"| {label} | {row['pooling']} | {row['trials']} | {row['wall_s']:.1f} "
+            f"| {row['training_s']:.1f} | {row['equations_s']:.1f} | {row['peak_mb']:.0f} "
+            f"| {row['network_nll']:.5f} | {row['equations_nll']:.5f} | {row['truth_nll']:.5f} |"
         )
+    if len(args.pooling) > 1:
+        print()
+        for n in sorted(args.participants):
+            wall = {row["pooling"]: row["wall_s"] for row in rows if row["participants"] == n}
+            print(f"{n} participants: pooling on / off fit time {wall[1] / wall[0]:.2f}x.")
+    rows = [row for row in rows if row["pooling"] == args.pooling[-1]]
     largest = rows[-1]
     print()
     ratios = [
