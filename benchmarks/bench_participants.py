@@ -83,11 +83,12 @@ def spicedsl(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def measured(args: list[str], stats: Path) -> tuple[float, float]:
-    """Run a spicedsl command in its own process; return its wall seconds and peak MB."""
+def measured(args: list[str], stats: Path) -> tuple[float, float, float]:
+    """Run a spicedsl command in its own process; return its wall seconds, peak MB and
+    CPU seconds (user and system; 0 without GNU time)."""
     command = [sys.executable, "-m", "spicedsl.cli", *args]
     if Path(GNU_TIME).exists():
-        command = [GNU_TIME, "-f", "%e %M", "-o", str(stats), *command]
+        command = [GNU_TIME, "-f", "%U %S %e %M", "-o", str(stats), *command]
     else:
         command = [sys.executable, "-c", WRAPPER, str(stats), *command]
     start = time.perf_counter()
@@ -98,7 +99,8 @@ def measured(args: list[str], stats: Path) -> tuple[float, float]:
     fields = stats.read_text().split()
     if len(fields) < 2:
         sys.exit(f"could not read the peak memory from {stats}: {stats.read_text()!r}")
-    return seconds, int(fields[-1]) / 1024
+    cpu = float(fields[0]) + float(fields[1]) if len(fields) == 4 else 0.0
+    return seconds, int(fields[-1]) / 1024, cpu
 
 
 def run_one(n: int, trials: int, seed: int, pooling: int, folder: Path) -> dict:
@@ -113,7 +115,7 @@ def run_one(n: int, trials: int, seed: int, pooling: int, folder: Path) -> dict:
         "--trials", str(trials), "--seed", "1", "-o", str(data),
     )  # fmt: skip
     fit = ["fit", MODEL, str(data), "--validation", "0", "--pooling", str(pooling)]
-    wall, peak_mb = measured([*fit, "-q", "-o", str(out)], folder / "time.txt")
+    wall, peak_mb, cpu = measured([*fit, "-q", "-o", str(out)], folder / "time.txt")
     # The truth itself, with this table, as the yardstick of the NLLs.
     truth = folder / "truth.spice"
     text = (ROOT / TRUTH).read_text(encoding="utf-8")
@@ -128,6 +130,7 @@ def run_one(n: int, trials: int, seed: int, pooling: int, folder: Path) -> dict:
         "fitted": fitted,
         "trials": trials,
         "wall_s": wall,
+        "cpu_s": cpu,
         "training_s": report["timings"]["training_s"],
         "equations_s": report["timings"]["equations_s"],
         "peak_mb": peak_mb,
@@ -178,7 +181,11 @@ def main() -> None:
         print()
         for n in sorted(args.participants):
             wall = {row["pooling"]: row["wall_s"] for row in rows if row["participants"] == n}
-            print(f"{n} participants: pooling on / off fit time {wall[1] / wall[0]:.2f}x.")
+            cpu = {row["pooling"]: row["cpu_s"] for row in rows if row["participants"] == n}
+            print(
+                f"{n} participants: pooling on / off, fit wall time {wall[1] / wall[0]:.2f}x, "
+                f"CPU time {cpu[1] / max(cpu[0], 1e-9):.2f}x ({cpu[0]:.1f} s and {cpu[1]:.1f} s)."
+            )
     rows = [row for row in rows if row["pooling"] == args.pooling[-1]]
     largest = rows[-1]
     print()

@@ -23,7 +23,7 @@ import torch
 
 from spicedsl import ir
 from spicedsl.codegen.instantiate import network_class
-from spicedsl.discovery.equation import DiscoveredEquation, Powers, Term, without_terms
+from spicedsl.discovery.equation import DiscoveredEquation, Powers, Term
 from spicedsl.fitted import refit_program
 from spicedsl.runtime.batch import IGNORE, Batch, member_batches
 from spicedsl.runtime.metrics import session_nll
@@ -79,8 +79,8 @@ class Refit:
     shared: frozenset[Term] = frozenset()
     # The groups of the pooled values: by term for coefficients, by name for params.
     groups: dict[Term | str, GroupValue] = field(default_factory=dict)
-    # Refit without a fold: each participant's summed NLL of the fold's choices.
-    held_out_nll: np.ndarray | None = None
+    # Refit without a fold: the summed NLL of the fold's choices.
+    held_out_nll: float | None = None
 
 
 @dataclass(frozen=True)
@@ -239,21 +239,18 @@ class Refitter:
         self, final: Refit, rng: np.random.Generator, member: int = 0
     ) -> Refit:
         """``final`` with each term of its per-participant equations shared by everyone
-        unless participants' own values predict held-out choices better, and, where
-        they do, lacking for the participants whose held-out choices it does not help.
+        (one value) unless the participants' own values predict held-out choices
+        better.
 
         A term whose pooled spread is at its floor (the participants differ no more
         than the noise of their own data explains) is shared. For the others, each
-        participant's training choices are dealt at random into ``FOLDS`` folds, and
-        three variants of ``final`` are refit to all of them and then without each fold
-        (from there), predicting its choices: ``final`` as it is, the term shared (one
-        value for everyone), and the term absent; all of them at once, pooling with the
-        spreads of ``final``. So every training choice is predicted once by each
-        variant. A variant beats a simpler one when its summed held-out NLL is lower by
-        more than one standard error of that sum (from the folds' differences): the term
-        is each participant's own when that beats sharing it, over all the choices; then
-        a participant lacks it unless having it beats not having it over their own
-        choices. A term nobody keeps leaves the equation. The model so chosen is refit
+        participant's training choices are dealt at random into ``FOLDS`` folds; two
+        variants of ``final`` for each term, ``final`` as it is and the term shared,
+        are refit to all training choices and then without each fold (from there),
+        predicting its choices; all of them at once, pooling with the spreads of
+        ``final``. The term stays each participant's own when that beats sharing it:
+        its held-out NLL, summed over the folds, is lower by more than one standard
+        error of that sum (from the folds' differences). The model so chosen is refit
         precisely.
         """
         if final.participant_nll is None:  # the refit diverged
@@ -263,48 +260,37 @@ class Refitter:
             for name, eq in final.equations.items()
             if eq.per_participant is not None
             for i, (_, powers) in enumerate(eq.terms)
-            if len({row[i] for row in eq.per_participant}) > 1
+            if len({row[i] for row in eq.per_participant if row[i] != 0}) > 1
         ]
         # Pooling found no difference between participants: one value for everyone.
-        uniform = {t for t in differing if t in final.groups and final.groups[t].floored}
-        differing = [t for t in differing if t not in uniform]
-        if not differing and not uniform:
+        shared = {t for t in differing if t in final.groups and final.groups[t].floored}
+        differing = [t for t in differing if t not in shared]
+        if differing:
+            nll = self._held_out_nll(final, differing, rng, member)
+            shared |= {t for k, t in enumerate(differing) if not _beats(nll[0], nll[1 + k])}
+        if not shared:
             return final
-        absent = {t: m for t, m in final.absent.items() if t not in uniform}
-        shared, dropped = set(final.shared | uniform), set()
-        nll = self._held_out_nll(final, differing, rng, member) if differing else None
-        for k, term in enumerate(differing):
-            without, together = nll[1 + 2 * k], nll[2 + 2 * k]
-            if not _beats(nll[0].sum(1), together.sum(1)):
-                shared.add(term)
-                absent.pop(term, None)
-                continue
-            lacking = ~_beats(nll[0], without)
-            absent[term] = absent.get(term, np.zeros(self.n_participants, bool)) | lacking
-            if absent[term].all():
-                dropped.add(term)
-                del absent[term]
-        equations = {
-            name: without_terms(eq, {p for m, p in dropped if m == name})
-            for name, eq in final.equations.items()
-        }
-        chosen = self.refit(equations, absent, member, final, True, frozenset(shared))
+        absent = {t: m for t, m in final.absent.items() if t not in shared}
+        chosen = self.refit(
+            final.equations, absent, member, final, True, final.shared | frozenset(shared)
+        )
         return chosen if chosen.bic < math.inf else final
 
     def _held_out_nll(
         self, final: Refit, terms: list[Term], rng: np.random.Generator, member: int
     ) -> np.ndarray:
-        """The held-out NLL of each participant's choices in each fold,
-        ``(variants, FOLDS, participants)``, of ``final``, then of each of ``terms``
-        absent and shared in turn."""
+        """The held-out NLL of the choices of each fold, ``(variants, FOLDS)``, of
+        ``final``, then of it with each of ``terms`` shared in turn."""
         self._deal_folds(rng)
-        everyone = np.ones(self.n_participants, dtype=bool)
         base = Request(member, final.equations, final.absent, final, True, final.shared, None, True)
-        variants = [base]
-        for term in terms:
-            variants.append(replace(base, absent={**final.absent, term: everyone}))
-            others = {t: m for t, m in final.absent.items() if t != term}
-            variants.append(replace(base, absent=others, shared=final.shared | {term}))
+        variants = [base] + [
+            replace(
+                base,
+                absent={t: m for t, m in final.absent.items() if t != term},
+                shared=final.shared | {term},
+            )
+            for term in terms
+        ]
         # Each variant is refit to every training choice first, and without each fold
         # from there: no variant starts nearer its optimum than another.
         starts = [final, *self.refit_all(variants[1:])]
@@ -313,7 +299,7 @@ class Refitter:
             for fold in range(FOLDS)
             for variant, start in zip(variants, starts, strict=True)
         ]
-        nll = np.zeros((len(variants), FOLDS, self.n_participants))
+        nll = np.zeros((len(variants), FOLDS))
         for i, fit in enumerate(self.refit_all(requests)):
             fold, variant = divmod(i, len(variants))
             nll[variant, fold] = math.inf if fit.held_out_nll is None else fit.held_out_nll
@@ -373,7 +359,7 @@ class Refitter:
         nll_by_participant, n_trials = self._participant_nll(model, requests, values)
         held_out = None
         if any(r.fold is not None for r in requests):
-            held_out = self._participant_nll(model, requests, values, held_out=True)[0]
+            held_out = self._participant_nll(model, requests, values, held_out=True)[0].sum(1)
         return [
             self._result(
                 model,
@@ -384,7 +370,7 @@ class Refitter:
                 groups,
                 nll_by_participant[i],
                 n_trials[i],
-                None if held_out is None else held_out[i],
+                None if held_out is None else float(held_out[i]),
             )
             if math.isfinite(nll[i])
             else self.diverged(request)
@@ -598,7 +584,7 @@ class Refitter:
         groups: dict[str, Group],
         nll: np.ndarray,
         n_trials: np.ndarray,
-        held_out_nll: np.ndarray | None,
+        held_out_nll: float | None,
     ) -> Refit:
         """The refit of request ``i``: its equations with their refit coefficients, its
         params, the groups of its pooled values, and its BIC."""
@@ -697,22 +683,24 @@ def _union(
     return {name: tuple(terms) for name, terms in union.items()}
 
 
-def _beats(better: np.ndarray, simpler: np.ndarray) -> np.ndarray:
+def _beats(better: np.ndarray, simpler: np.ndarray) -> bool:
     """Whether the held-out NLLs ``better`` are lower than ``simpler`` in sum over the
     folds by more than one standard error of that sum (from the spread of the folds'
-    differences, paired), ``(folds, ...)`` -> ``(...)``. An infinite NLL (a refit that
-    diverged) loses.
+    differences, paired), over ``(folds,)``. An infinite NLL (a refit that diverged)
+    loses.
 
-    >>> simpler = np.array([[10.0, 10.0], [10.0, 10.0], [10.0, 10.0]])
-    >>> better = np.array([[9.0, 9.0], [8.5, 10.5], [9.2, 9.5]])
-    >>> _beats(better, simpler).tolist()
-    [True, False]
+    >>> simpler = np.array([10.0, 10.0, 10.0])
+    >>> bool(_beats(np.array([9.0, 8.5, 9.2]), simpler))
+    True
+    >>> bool(_beats(np.array([9.0, 10.5, 9.5]), simpler))
+    False
     """
-    with np.errstate(invalid="ignore"):
-        gain = simpler - better
-        error = np.sqrt(len(gain) * gain.var(0, ddof=1))
-        beats = np.nan_to_num(gain.sum(0) - error, nan=-math.inf) > 0
-    return np.isfinite(better).all(0) & (~np.isfinite(simpler).all(0) | beats)
+    if not np.isfinite(better).all():
+        return False
+    if not np.isfinite(simpler).all():
+        return True
+    gain = simpler - better
+    return bool(gain.sum() > np.sqrt(len(gain) * gain.var(ddof=1)))
 
 
 def _group_rows(group: Group, rows: np.ndarray) -> Group:
