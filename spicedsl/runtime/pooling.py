@@ -81,8 +81,8 @@ def pseudo_observations(
     participant's summed NLL in each value) and ``active`` (the values pooled) have one
     shape. A value not active, or whose curvature is below ``MIN_CURVATURE`` (the data
     do not inform it), stays put with an infinite variance. With the other values held,
-    a value that trades off against another (a scale and an inverse temperature) is
-    known better than it is: pooling then shrinks it less, never more.
+    a value that trades off against another (a scale and an inverse temperature) seems
+    better known than it is, which tends to shrink it less.
 
     >>> y, v = pseudo_observations(
     ...     np.array([1.0, 0.0]), np.array([-2.0, 3.0]), np.array([4.0, 0.0]), np.ones(2, bool)
