@@ -96,6 +96,17 @@ def pseudo_observations(
     return y, np.where(informed, 1 / safe, np.inf)
 
 
+def median_error(variance: np.ndarray) -> np.ndarray:
+    """The median standard error of the informed values of each group, ``(groups,)`` from
+    ``(groups, n)`` variances (NaN for a group with none).
+
+    >>> median_error(np.array([[1.0, 4.0, 9.0, np.inf], [np.inf, np.inf, np.inf, np.inf]]))
+    array([ 2., nan])
+    """
+    informed = [row[np.isfinite(row)] for row in variance]
+    return np.array([np.sqrt(np.median(row)) if len(row) else np.nan for row in informed])
+
+
 def group_spreads(y: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The spread of normal groups from noisy values of their members, by restricted
     maximum likelihood (REML), ``(groups,)`` from ``(groups, n)``, and whether it is at
@@ -136,9 +147,6 @@ def group_spreads(y: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.n
         spread2 = new
         if change <= REML_TOLERANCE * max(float(spread2.max(initial=0.0)), 1e-12):
             break
-    median = np.array(
-        [np.median(row[ok]) if ok.any() else np.nan for row, ok in zip(v, informed, strict=True)]
-    )
-    floor = MIN_SPREAD * np.sqrt(median)
+    floor = MIN_SPREAD * median_error(variance)
     spread = np.maximum(np.sqrt(spread2), floor)
     return np.where(counted < MIN_PARTICIPANTS, np.nan, spread), np.sqrt(spread2) <= floor

@@ -12,7 +12,7 @@ import torch
 from spicedsl.errors import FitError
 from spicedsl.runtime.batch import IGNORE, Batch, member_subset
 from spicedsl.runtime.network import BaseRNN
-from spicedsl.runtime.pooling import Group, group_spreads, pseudo_observations
+from spicedsl.runtime.pooling import Group, group_spreads, median_error, pseudo_observations
 from spicedsl.runtime.progress import Progress
 from spicedsl.settings import FitSettings
 
@@ -402,16 +402,14 @@ def refit_params(
 
 def _settled(before: Mapping[str, Group], after: Mapping[str, Group]) -> bool:
     """Whether the groups changed by less than ``POOLING_TOLERANCE`` times their spread
-    (or their participants' standard error, when larger)."""
+    (or their participants' median standard error, when larger)."""
     if set(before) != set(after):
         return False
     for name, new in after.items():
         old = before[name]
         if not np.array_equal(np.isnan(old.spread), np.isnan(new.spread)):
             return False
-        with np.errstate(invalid="ignore"):
-            error = np.sqrt(np.median(np.where(np.isfinite(new.variance), new.variance, np.nan), 1))
-        scale = np.fmax(np.fmax(old.spread, new.spread), np.nan_to_num(error))
+        scale = np.fmax(np.fmax(old.spread, new.spread), median_error(new.variance))
         change = np.fmax(np.abs(new.mean - old.mean), np.abs(new.spread - old.spread))
         if (change > POOLING_TOLERANCE * scale).any():
             return False
