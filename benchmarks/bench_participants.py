@@ -17,6 +17,9 @@ time from each smaller N to the largest, and whether the largest run stayed unde
 10 minutes and 4 GB. Run from the repository root (several minutes)::
 
     .venv/bin/python benchmarks/bench_participants.py --participants 10 50 200
+
+``--pooling 0 1`` fits each data set without partial pooling and with it (the fit's
+``--pooling``), and adds the ratio of the fit times.
 """
 
 from __future__ import annotations
@@ -80,11 +83,12 @@ def spicedsl(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def measured(args: list[str], stats: Path) -> tuple[float, float]:
-    """Run a spicedsl command in its own process; return its wall seconds and peak MB."""
+def measured(args: list[str], stats: Path) -> tuple[float, float, float]:
+    """Run a spicedsl command in its own process; return its wall seconds, peak MB and
+    CPU seconds (user and system; 0 without GNU time)."""
     command = [sys.executable, "-m", "spicedsl.cli", *args]
     if Path(GNU_TIME).exists():
-        command = [GNU_TIME, "-f", "%e %M", "-o", str(stats), *command]
+        command = [GNU_TIME, "-f", "%U %S %e %M", "-o", str(stats), *command]
     else:
         command = [sys.executable, "-c", WRAPPER, str(stats), *command]
     start = time.perf_counter()
@@ -95,11 +99,13 @@ def measured(args: list[str], stats: Path) -> tuple[float, float]:
     fields = stats.read_text().split()
     if len(fields) < 2:
         sys.exit(f"could not read the peak memory from {stats}: {stats.read_text()!r}")
-    return seconds, int(fields[-1]) / 1024
+    cpu = float(fields[0]) + float(fields[1]) if len(fields) == 4 else 0.0
+    return seconds, int(fields[-1]) / 1024, cpu
 
 
-def run_one(n: int, trials: int, seed: int, folder: Path) -> dict:
-    """Simulate and fit ``n`` participants of one session each; return one table row."""
+def run_one(n: int, trials: int, seed: int, pooling: int, folder: Path) -> dict:
+    """Simulate and fit ``n`` participants of one session each (with ``pooling`` 0 or 1);
+    return one table row."""
     params = folder / "params.csv"
     data = folder / "data.csv"
     out = folder / "fit"
@@ -108,9 +114,8 @@ def run_one(n: int, trials: int, seed: int, folder: Path) -> dict:
         "simulate", TRUTH, "--params", str(params), "--sessions", str(n),
         "--trials", str(trials), "--seed", "1", "-o", str(data),
     )  # fmt: skip
-    wall, peak_mb = measured(
-        ["fit", MODEL, str(data), "--validation", "0", "-q", "-o", str(out)], folder / "time.txt"
-    )
+    fit = ["fit", MODEL, str(data), "--validation", "0", "--pooling", str(pooling)]
+    wall, peak_mb, cpu = measured([*fit, "-q", "-o", str(out)], folder / "time.txt")
     # The truth itself, with this table, as the yardstick of the NLLs.
     truth = folder / "truth.spice"
     text = (ROOT / TRUTH).read_text(encoding="utf-8")
@@ -121,9 +126,11 @@ def run_one(n: int, trials: int, seed: int, folder: Path) -> dict:
         fitted = sum(1 for row in csv.reader(handle) if row) - 1
     return {
         "participants": n,
+        "pooling": pooling,
         "fitted": fitted,
         "trials": trials,
         "wall_s": wall,
+        "cpu_s": cpu,
         "training_s": report["timings"]["training_s"],
         "equations_s": report["timings"]["equations_s"],
         "peak_mb": peak_mb,
@@ -139,32 +146,47 @@ def main() -> None:
     parser.add_argument("--participants", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--trials", type=int, default=100, help="trials each (100)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the participant table")
+    parser.add_argument(
+        "--pooling", type=int, nargs="+", default=[1], choices=[0, 1], help="fit --pooling (1)"
+    )
     args = parser.parse_args()
     if not Path(GNU_TIME).exists():
         note = f"note: {GNU_TIME} not found; a Python wrapper reads the peak memory"
         print(note, file=sys.stderr)
     rows = []
     for n in sorted(args.participants):
-        folder = Path(tempfile.mkdtemp(prefix=f"bench_participants_{n}_"))
-        try:
-            rows.append(run_one(n, args.trials, args.seed, folder))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        print(f"N = {n}: fit took {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        for pooling in args.pooling:
+            folder = Path(tempfile.mkdtemp(prefix=f"bench_participants_{n}_"))
+            try:
+                rows.append(run_one(n, args.trials, args.seed, pooling, folder))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            took = f"N = {n}, pooling {pooling}: fit took {rows[-1]['wall_s']:.1f} s"
+            print(took, file=sys.stderr, flush=True)
     print(
-        "| participants | trials each | fit wall (s) | training (s) | equations (s) "
+        "| participants | pooling | trials each | fit wall (s) | training (s) | equations (s) "
         "| peak memory (MB) | network NLL/trial | equations NLL/trial | truth NLL/trial |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         label = str(row["participants"])
         if row["fitted"] != row["participants"]:
             label += f" ({row['fitted']} fitted)"
         print(
-            f"| {label} | {row['trials']} | {row['wall_s']:.1f} | {row['training_s']:.1f} "
-            f"| {row['equations_s']:.1f} | {row['peak_mb']:.0f} | {row['network_nll']:.5f} "
-            f"| {row['equations_nll']:.5f} | {row['truth_nll']:.5f} |"
+            f"| {label} | {row['pooling']} | {row['trials']} | {row['wall_s']:.1f} "
+            f"| {row['training_s']:.1f} | {row['equations_s']:.1f} | {row['peak_mb']:.0f} "
+            f"| {row['network_nll']:.5f} | {row['equations_nll']:.5f} | {row['truth_nll']:.5f} |"
         )
+    if len(args.pooling) > 1:
+        print()
+        for n in sorted(args.participants):
+            wall = {row["pooling"]: row["wall_s"] for row in rows if row["participants"] == n}
+            cpu = {row["pooling"]: row["cpu_s"] for row in rows if row["participants"] == n}
+            print(
+                f"{n} participants: pooling on / off, fit wall time {wall[1] / wall[0]:.2f}x, "
+                f"CPU time {cpu[1] / max(cpu[0], 1e-9):.2f}x ({cpu[0]:.1f} s and {cpu[1]:.1f} s)."
+            )
+    rows = [row for row in rows if row["pooling"] == args.pooling[-1]]
     largest = rows[-1]
     print()
     ratios = [

@@ -112,6 +112,17 @@ def participant_columns(
     return columns, labels
 
 
+def column_values(
+    program: ast.Program, equations: Mapping[str, DiscoveredEquation], by_key: Mapping
+) -> dict:
+    """``by_key`` (per-participant param name, or ``(module, powers)`` for a coefficient
+    of a per-participant equation -> anything) keyed by participant table column, as
+    :func:`participant_columns` names them."""
+    named = coefficient_params(program, equations, True)
+    columns = {(m, equations[m].terms[i][1]): name for (m, i), name in named.items()}
+    return {columns.get(key, key): value for key, value in by_key.items()}
+
+
 def refit_program(
     program: ast.Program,
     equations: Mapping[str, DiscoveredEquation],

@@ -21,6 +21,7 @@ from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery import discover_equations
 from spicedsl.discovery.candidates import OffPolicy, RecordedSessions, record_modules
 from spicedsl.discovery.equation import DiscoveredEquation, equation_expr
+from spicedsl.discovery.refit import GroupValue
 from spicedsl.discovery.stability import (
     Stability,
     complementary_halves,
@@ -32,6 +33,7 @@ from spicedsl.errors import DataError, FitError, SpiceError, UsageError
 from spicedsl.files import new_output_dir, write_atomic
 from spicedsl.fitted import (
     TABLE_FILE,
+    column_values,
     fitted_program,
     participant_columns,
     rewards_rescaled,
@@ -78,6 +80,9 @@ class FitResult:
         For an ensemble, each term's selection frequency, the kept terms, the bound on
         the expected number of false ones, the coefficients' intervals and every
         member's own equations.
+    participant_groups : dict of str to GroupValue
+        Per column of the participant table that partial pooling shrank: its group's
+        mean and spread.
     """
 
     model_name: str
@@ -100,6 +105,7 @@ class FitResult:
     timings: dict[str, float] = field(default_factory=dict)
     ensemble: BaseRNN | None = None
     stability: Stability | None = None
+    participant_groups: dict[str, GroupValue] = field(default_factory=dict)
 
     def summary(self) -> str:
         """A short table of the fit, for people."""
@@ -113,19 +119,27 @@ class FitResult:
 
     def participant_summary(self) -> str:
         """Per column of the participant table: for how many participants its term is
-        active (non-zero), and the distribution of its values."""
+        active (non-zero), the distribution of its values, and, for a pooled one, its
+        group's value (at the group's mean) and spread (on the raw scale)."""
         if not self.participant_table:
             return ""
         n = len(self.participant_ids)
         lines = [
-            f"# per participant ({n}): active = non-zero for how many; mean, sd, min, median, max"
+            f"# per participant ({n}): active = non-zero for how many; mean, sd, min, median, "
+            "max; pooled toward the group: its value, and its spread on the raw scale"
         ]
         for name, values in self.participant_table.items():
             v = np.asarray(values)
             active = int(np.count_nonzero(v))
+            group = self.participant_groups.get(name)
+            pooled = (
+                f"{group.value:9.4g} {group.spread:9.4g} {group.scale:16}"
+                if group
+                else f"{'-':>9} {'-':>9} {'':16}"
+            )
             lines.append(
                 f"#   {name:28} {active:>5}/{n:<5} {v.mean():9.4g} {v.std():9.4g} {v.min():9.4g} "
-                f"{np.median(v):9.4g} {v.max():9.4g}   {self.participant_labels[name]}"
+                f"{np.median(v):9.4g} {v.max():9.4g} {pooled}  {self.participant_labels[name]}"
             )
         return "\n".join(lines)
 
@@ -144,6 +158,7 @@ class FitResult:
                     "ids": list(self.participant_ids),
                     "columns": self.participant_labels,
                     "values": self.participant_table,
+                    "groups": {name: asdict(g) for name, g in self.participant_groups.items()},
                 }
                 if self.participant_table
                 else None
@@ -548,10 +563,12 @@ def fit(
     if members > 1:  # the member that predicts the validation choices best stands for all
         ensemble, net = net, net.member(int(np.argmin([m["best_loss"] for m in log.members])))
     columns = labels = None
+    groups = {}
     if n_participants > 1 and (
         final.participant_params or any(eq.per_participant for eq in discovered.values())
     ):
         columns, labels = participant_columns(program, discovered, final.participant_params, digits)
+        groups = column_values(program, discovered, final.groups)
     fitted_ast = fitted_program(
         program, discovered, params, digits, TABLE_FILE if columns else None, n_actions
     )
@@ -608,6 +625,7 @@ def fit(
         timings=timings,
         ensemble=ensemble,
         stability=stability,
+        participant_groups=groups,
     )
 
 

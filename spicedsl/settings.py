@@ -87,6 +87,8 @@ class FitSettings:
     sindy_repeat: int = 5
     ensemble: int = 1
     stability: float = 0.7
+    pooling: int = 1
+    self_bound: int = 1
 
     def replace(self, **changes: float) -> FitSettings:
         """A copy with ``changes`` applied; integers stay integers."""
@@ -125,6 +127,22 @@ OPTIONS: dict[str, Option] = {
             False,
             1,
             "share of an ensemble's members that must select a term to keep it",
+        ),
+        Option(
+            "pooling",
+            True,
+            0,
+            True,
+            1,
+            "1: shrink per-participant values toward their group (estimated); 0: do not",
+        ),
+        Option(
+            "self_bound",
+            True,
+            0,
+            True,
+            1,
+            "1: keep each equation's coefficient of its own state within [-1, 1]; 0: do not",
         ),
     )
 }

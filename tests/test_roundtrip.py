@@ -177,12 +177,11 @@ def fit_options(draw) -> list[ast.FitOption]:
         spec = OPTIONS[name]
         high = spec.maximum if spec.maximum is not None else spec.minimum + 1000
         if spec.integer:
-            value = float(draw(st.integers(int(spec.minimum), int(high))))
+            values = st.integers(int(spec.minimum), int(high)).map(float)
         else:
-            exclude = not spec.minimum_inclusive
-            value = draw(st.floats(spec.minimum, high, exclude_min=exclude))
-        if spec.problem(value):  # in range, yet against a further rule (ensemble pairs)
-            continue
+            values = st.floats(spec.minimum, high, exclude_min=not spec.minimum_inclusive)
+        # Valid values only: beyond its range, an option may have a rule of its own.
+        value = draw(values.filter(lambda v, spec=spec: spec.problem(v) is None))
         options.append(ast.FitOption(ast.Name(name), ast.Number(value)))
     return options
 

@@ -65,9 +65,10 @@ def discover_equations(
         Values of per-participant params that a participant table gives.
     settings : FitSettings
         The fit's settings (off-policy sessions for the equation data, the stability
-        threshold).
+        threshold, pooling and the bound on self-coefficients).
     rng : numpy.random.Generator
-        Draws the off-policy sessions.
+        Draws the off-policy sessions and the folds that choose each participant's
+        terms.
     data : OffPolicy or RecordedSessions
         What the network is run on to record its modules' updates.
     sessions : sequence of numpy.ndarray
@@ -80,7 +81,10 @@ def discover_equations(
     candidates, libraries = equation_candidates(net, model, settings, rng, data, trained)
     starts = net.member_param_values([p.name for p in model.params if not p.fixed])
     n_participants = net.n_participants
-    refitter = Refitter(program, source, model, train, table, n_participants, starts, sessions)
+    switches = {"pooling": bool(settings.pooling), "self_bound": bool(settings.self_bound)}
+    refitter = Refitter(
+        program, source, model, train, table, n_participants, starts, sessions, **switches
+    )
 
     voters = list(range(net.members)) if voters is None else list(voters)
 
@@ -96,7 +100,7 @@ def discover_equations(
     members = refitter.refit_all([Request(n, eqs) for n, eqs in zip(voters, chosen, strict=True)])
     if net.members == 1:
         final = refitter.refit(chosen[0], start=members[0], precise=True)
-        return refitter.drop_participant_terms(final), None
+        return refitter.choose_participant_terms(final, rng), None
     stability = stability_selection(members, libraries, settings.stability, voters, net.members)
     equations, params = consensus(members, stability)
     options = [equations]
@@ -104,11 +108,13 @@ def discover_equations(
     if modal is not None:
         options.append(consensus(members, stability, modal[0])[0])
     everything = [np.unique(np.concatenate(sessions))]
-    refitter = Refitter(program, source, model, train, table, n_participants, params, everything)
+    refitter = Refitter(
+        program, source, model, train, table, n_participants, params, everything, **switches
+    )
     fits = refitter.refit_all([Request(0, eqs, precise=True) for eqs in options])
     if len(fits) > 1 and fits[1].bic < fits[0].bic:
         stable = stability.stable()
         added = tuple((m, p) for m, terms in modal[0].items() for p in terms - stable[m])
         stability = replace(stability, added=added, modal_members=modal[1])
-        return refitter.drop_participant_terms(fits[1]), stability
-    return refitter.drop_participant_terms(fits[0]), stability
+        return refitter.choose_participant_terms(fits[1], rng), stability
+    return refitter.choose_participant_terms(fits[0], rng), stability

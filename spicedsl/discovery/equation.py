@@ -46,17 +46,6 @@ def equation_expr(equation: DiscoveredEquation) -> sympy.Expr:
     )
 
 
-def without_terms(equation: DiscoveredEquation, dropped: set) -> DiscoveredEquation:
-    """``equation`` without the terms whose powers are in ``dropped``."""
-    keep = [i for i, (_, powers) in enumerate(equation.terms) if powers not in dropped]
-    rows = equation.per_participant
-    return replace(
-        equation,
-        terms=tuple(equation.terms[i] for i in keep),
-        per_participant=tuple(tuple(row[i] for i in keep) for row in rows) if rows else None,
-    )
-
-
 def with_coefficients(
     module: str,
     equation: DiscoveredEquation,
@@ -75,3 +64,14 @@ def with_coefficients(
             row[index] = float(own)
     per_participant = tuple(tuple(row) for row in rows) if rows else None
     return replace(equation, terms=tuple(terms), per_participant=per_participant)
+
+
+def without_terms(equation: DiscoveredEquation, dropped: set) -> DiscoveredEquation:
+    """``equation`` without the terms whose powers are in ``dropped``."""
+    keep = [i for i, (_, powers) in enumerate(equation.terms) if powers not in dropped]
+    rows = equation.per_participant
+    return replace(
+        equation,
+        terms=tuple(equation.terms[i] for i in keep),
+        per_participant=tuple(tuple(row[i] for i in keep) for row in rows) if rows else None,
+    )

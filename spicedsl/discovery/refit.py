@@ -5,24 +5,31 @@ of them uses, each coefficient a param, and each equation model is a member of i
 :class:`~spicedsl.runtime.network.BaseRNN`) whose coefficients of the terms it lacks are
 held at 0. One L-BFGS run (:func:`~spicedsl.runtime.train.refit_params`) then refits all
 of them side by side, each on the training sessions of the network it came from.
+
+With several participants, the precise refits (of the model kept) pool each
+per-participant value toward its group (:mod:`spicedsl.runtime.pooling`), and
+:meth:`Refitter.choose_participant_terms` decides, by cross-validation, which terms of
+per-participant equations are each participant's own.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+import torch
 
 from spicedsl import ir
 from spicedsl.codegen.instantiate import network_class
 from spicedsl.discovery.equation import DiscoveredEquation, Powers, Term, without_terms
 from spicedsl.fitted import refit_program
-from spicedsl.runtime.batch import Batch, member_batches
+from spicedsl.runtime.batch import IGNORE, Batch, member_batches
 from spicedsl.runtime.metrics import session_nll
 from spicedsl.runtime.network import BaseRNN
-from spicedsl.runtime.train import refit_params
+from spicedsl.runtime.pooling import Group
+from spicedsl.runtime.train import Pooling, refit_params
 from spicedsl.semantics.lower import lower
 
 # Refit coefficients or params beyond this size mean the refit diverged.
@@ -35,6 +42,25 @@ PRECISE = (100, 1e-11)
 # The coefficient every term of a combined equation model is written with: neither 0
 # (no term) nor 1 (a fixed coefficient), so that every term gets a param.
 PLACEHOLDER = 0.5
+# The folds of the cross-validation that decides which terms are each participant's own.
+FOLDS = 5
+# The bound on the coefficient of a state's own linear term (with ``self_bound`` on).
+SELF_BOUND = 1.0
+
+
+@dataclass(frozen=True)
+class GroupValue:
+    """The group of a pooled value: its prior's mean and spread on the raw scale (the
+    unconstrained number the refit moves, see
+    :attr:`~spicedsl.runtime.network.ParamSpec.raw_scale`), the value at that mean, the
+    name of the raw scale, and whether the spread is at its floor (the participants
+    differ no more than the noise of their own data explains)."""
+
+    mean: float
+    spread: float
+    value: float
+    scale: str
+    floored: bool
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,12 @@ class Refit:
     absent: dict[Term, np.ndarray] = field(default_factory=dict)
     # Each participant's summed NLL of the training choices, and their number of choices.
     participant_nll: tuple[np.ndarray, np.ndarray] | None = None
+    # The terms of per-participant equations with one value shared by everyone.
+    shared: frozenset[Term] = frozenset()
+    # The groups of the pooled values: by term for coefficients, by name for params.
+    groups: dict[Term | str, GroupValue] = field(default_factory=dict)
+    # Refit without a fold: the summed NLL of the fold's choices.
+    held_out_nll: float | None = None
     # The terms whose refit coefficient fell below their module's threshold (for every
     # participant): the model is not scored (its BIC is infinite) but refit without them.
     tiny: tuple[Term, ...] = ()
@@ -59,7 +91,12 @@ class Request:
     """An equation model to refit: the equations found in the network of ``member`` (an
     ensemble's member, 0 for a single network), refit to the choices of its training
     sessions; ``absent`` marks, per term of a per-participant equation, the participants
-    who lack it.
+    who lack it, and the terms ``shared`` have one value for everyone. With ``fold``, the
+    refit leaves out that fold of the training choices (see
+    :meth:`Refitter.choose_participant_terms`) and is scored on it.
+
+    A precise refit pools the per-participant values: it estimates their groups,
+    starting from the spreads of ``start``, or, with ``keep_groups``, keeps those.
 
     The refit starts from the params that network learnt and the candidates'
     coefficients, or, with ``start``, from that refit of a model close to this one: its
@@ -72,13 +109,17 @@ class Request:
     absent: dict[Term, np.ndarray] = field(default_factory=dict)
     start: Refit | None = None
     precise: bool = False
+    shared: frozenset[Term] = frozenset()
+    fold: int | None = None
+    keep_groups: bool = False
 
     def key(self) -> tuple:
         equations = tuple(
             (name, eq.terms, eq.per_participant) for name, eq in sorted(self.equations.items())
         )
         absent = tuple((term, mask.tobytes()) for term, mask in sorted(self.absent.items()))
-        return self.member, equations, absent, self.precise
+        shared = tuple(sorted(self.shared))
+        return self.member, equations, absent, self.precise, shared, self.fold, self.keep_groups
 
 
 @dataclass(frozen=True)
@@ -115,6 +156,11 @@ class Refitter:
         participant. Refits start there.
     sessions : sequence of numpy.ndarray
         The training sessions of each of those networks.
+    pooling : bool
+        Pool the per-participant values of precise refits toward their groups.
+    self_bound : bool
+        Keep the coefficient of each equation's own state (its linear term) within
+        ``[-SELF_BOUND, SELF_BOUND]``, for every participant.
     """
 
     def __init__(
@@ -127,10 +173,19 @@ class Refitter:
         n_participants: int,
         starts: Mapping[str, np.ndarray],
         sessions: Sequence[np.ndarray],
+        pooling: bool = True,
+        self_bound: bool = True,
     ):
         self.program, self.source, self.train, self.table = program, source, train, table
         self.n_participants = n_participants
         self.starts, self.sessions = starts, sessions
+        self.pooling = pooling and n_participants > 1
+        self.self_terms = (
+            {m.name: ((m.target, 1),) for m in model.learned_modules} if self_bound else {}
+        )
+        # Each training choice's fold, (trials, sessions), -1 for the others; dealt when
+        # terms are chosen by cross-validation.
+        self.folds: np.ndarray | None = None
         self.per_participant_params = {p.name for p in model.params if p.per_participant}
         self.thresholds = {m.name: m.threshold for m in model.learned_modules}
         self.targets = {m.name: m.target for m in model.learned_modules}
@@ -147,9 +202,11 @@ class Refitter:
         member: int = 0,
         start: Refit | None = None,
         precise: bool = False,
+        shared: frozenset[Term] = frozenset(),
     ) -> Refit:
         """One equation model refit (see :class:`Request` and :meth:`refit_all`)."""
-        return self.refit_all([Request(member, equations, absent or {}, start, precise)])[0]
+        request = Request(member, equations, absent or {}, start, precise, shared)
+        return self.refit_all([request])[0]
 
     def refit_all(self, requests: Sequence[Request]) -> list[Refit]:
         """Refit every coefficient and param of each equation model to its network's
@@ -165,8 +222,8 @@ class Refitter:
         for request in requests:
             if request.key() not in self.done:
                 new.setdefault(request.key(), request)
-        for precise in (False, True):
-            group = {key: r for key, r in new.items() if r.precise == precise}
+        for kind in ((False, False), (True, False), (True, True)):
+            group = {k: r for k, r in new.items() if (r.precise, r.keep_groups) == kind}
             if group:
                 for key, result in zip(group, self._refit(list(group.values())), strict=True):
                     self.done[key] = result
@@ -188,55 +245,97 @@ class Refitter:
             math.inf,
         )
 
-    def drop_participant_terms(self, final: Refit, member: int = 0) -> Refit:
-        """``final`` without the terms of per-participant equations that do not pay for
-        themselves in a participant's own choices.
+    def choose_participant_terms(
+        self, final: Refit, rng: np.random.Generator, member: int = 0
+    ) -> Refit:
+        """``final`` with each term of its per-participant equations shared by everyone
+        (one value) unless the participants' own values predict held-out choices
+        better.
 
-        Each term is held at 0 for everyone in turn (all these refits at once, each over
-        all participants); a participant loses the term when that raises their summed NLL
-        by less than ``ln(n) / 2`` for their ``n`` training trials, as their own BIC would
-        have it. A term nobody keeps leaves the equation.
+        A term whose pooled spread is at its floor (the participants differ no more
+        than the noise of their own data explains) is shared. For the others, each
+        participant's training choices are dealt at random into ``FOLDS`` folds; two
+        variants of ``final`` for each term, ``final`` as it is and the term shared,
+        are refit to all training choices and then without each fold (from there),
+        predicting its choices; all of them at once, pooling with the spreads of
+        ``final``. The term stays each participant's own when that beats sharing it:
+        its held-out NLL, summed over the folds, is lower by more than one standard
+        error of that sum (from the folds' differences). The model so chosen is refit
+        precisely.
         """
         if final.participant_nll is None:  # the refit diverged
             return final
-        terms = [
+        differing = [
             (name, powers)
             for name, eq in final.equations.items()
             if eq.per_participant is not None
-            for _, powers in eq.terms
+            for i, (_, powers) in enumerate(eq.terms)
+            if len({row[i] for row in eq.per_participant if row[i] != 0}) > 1
         ]
-        if not terms:
+        # Pooling found no difference between participants: one value for everyone.
+        shared = {t for t in differing if t in final.groups and final.groups[t].floored}
+        differing = [t for t in differing if t not in shared]
+        if differing:
+            nll = self._held_out_nll(final, differing, rng, member)
+            shared |= {t for k, t in enumerate(differing) if not _beats(nll[0], nll[1 + k])}
+        if not shared:
             return final
-        nll, n_trials = final.participant_nll
-        penalty = 0.5 * np.log(np.maximum(n_trials, 1))
-        everyone = np.ones(self.n_participants, dtype=bool)
-        absent = dict(final.absent)
-        withouts = self.refit_all(
-            [
-                Request(member, final.equations, {**final.absent, term: everyone}, final)
-                for term in terms
-            ]
+        absent = {t: m for t, m in final.absent.items() if t not in shared}
+        chosen = self.refit(
+            final.equations, absent, member, final, True, final.shared | frozenset(shared)
         )
-        for term, without in zip(terms, withouts, strict=True):
-            if without.participant_nll is None:
-                continue
-            gain = without.participant_nll[0] - nll
-            absent[term] = absent.get(term, ~everyone) | (gain < penalty)
-        equations = {
-            name: without_terms(
-                eq, {p for (m, p), mask in absent.items() if m == name and mask.all()}
+        return chosen if chosen.bic < math.inf else final
+
+    def _held_out_nll(
+        self, final: Refit, terms: list[Term], rng: np.random.Generator, member: int
+    ) -> np.ndarray:
+        """The held-out NLL of the choices of each fold, ``(variants, FOLDS)``, of
+        ``final``, then of it with each of ``terms`` shared in turn."""
+        self._deal_folds(rng)
+        base = Request(member, final.equations, final.absent, final, True, final.shared, None, True)
+        variants = [base] + [
+            replace(
+                base,
+                absent={t: m for t, m in final.absent.items() if t != term},
+                shared=final.shared | {term},
             )
-            for name, eq in final.equations.items()
-        }
-        kept = {t: mask for t, mask in absent.items() if not mask.all()}
-        dropped = self.refit(equations, kept, member, final, precise=True)
-        return dropped if dropped.bic < math.inf else final
+            for term in terms
+        ]
+        # Each variant is refit to every training choice first, and without each fold
+        # from there: no variant starts nearer its optimum than another.
+        starts = [final, *self.refit_all(variants[1:])]
+        requests = [
+            replace(variant, start=start, fold=fold)
+            for fold in range(FOLDS)
+            for variant, start in zip(variants, starts, strict=True)
+        ]
+        nll = np.zeros((len(variants), FOLDS))
+        for i, fit in enumerate(self.refit_all(requests)):
+            fold, variant = divmod(i, len(variants))
+            nll[variant, fold] = math.inf if fit.held_out_nll is None else fit.held_out_nll
+        return nll
+
+    def _deal_folds(self, rng: np.random.Generator) -> None:
+        """Deal each participant's training choices at random into ``FOLDS`` folds."""
+        if self.folds is not None:
+            return
+        targets = self.train.targets.cpu().numpy()
+        trials, sessions = np.nonzero(targets != IGNORE)
+        participants = self.train.participants.cpu().numpy()[sessions]
+        order = np.lexsort((rng.random(len(sessions)), participants))
+        by_participant = participants[order]
+        rank = np.empty(len(order), dtype=int)
+        rank[order] = np.arange(len(order)) - np.searchsorted(by_participant, by_participant)
+        self.folds = np.full(targets.shape, -1)
+        self.folds[trials, sessions] = rank % FOLDS
 
     # -- one batch of refits ------------------------------------------------------------
     def _refit(self, requests: list[Request]) -> list[Refit]:
         model = self._equation_model(_union([r.equations for r in requests]))
         starts, held = self._starts(requests, model)
-        values, nll = self._fit(model, requests, starts, held)
+        values, nll, groups = self._fit(
+            model, requests, starts, held, self._start_groups(model, requests)
+        )
         # Per-participant coefficients that end below their module's threshold are held
         # at 0 too, and those models are refit once more.
         small = {
@@ -256,18 +355,33 @@ class Refitter:
             for p in small:
                 values[p][again] = np.where(small[p][again], 0.0, values[p][again])
                 held[p][again] = small[p][again]
-            more, more_nll = self._fit(
+            more, more_nll, more_groups = self._fit(
                 model,
                 [requests[i] for i in again],
                 {p: v[again] for p, v in values.items()},
                 {p: m[again] for p, m in held.items()},
+                {p: _group_rows(g, again) for p, g in groups.items()},
             )
             for p, v in more.items():
                 values[p][again] = v
             nll[again] = more_nll
+            groups.update({p: _with_rows(groups[p], again, g) for p, g in more_groups.items()})
         nll_by_participant, n_trials = self._participant_nll(model, requests, values)
+        held_out = None
+        if any(r.fold is not None for r in requests):
+            held_out = self._participant_nll(model, requests, values, held_out=True)[0].sum(1)
         return [
-            self._result(model, request, i, values, held, nll_by_participant[i], n_trials[i])
+            self._result(
+                model,
+                request,
+                i,
+                values,
+                held,
+                groups,
+                nll_by_participant[i],
+                n_trials[i],
+                None if held_out is None else float(held_out[i]),
+            )
             if math.isfinite(nll[i])
             else self.diverged(request)
             for i, request in enumerate(requests)
@@ -350,18 +464,92 @@ class Refitter:
         requests: list[Request],
         starts: dict[str, np.ndarray],
         held: dict[str, np.ndarray],
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The refit values of every param, ``(requests, n)``, and each request's mean NLL
-        (infinite where the refit diverged)."""
+        groups: dict[str, Group],
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Group]]:
+        """The refit values of every param, ``(requests, n)``, each request's mean NLL
+        (infinite where the refit diverged), and the groups of the pooled params.
+
+        Precise requests pool their per-participant values, with the spreads of
+        ``groups`` as they are or estimating them from there (see :class:`Request`)."""
         net = self._network(model, len(requests), starts)
-        batch = member_batches([self.sessions[r.member] for r in requests], self.train)[0]
+        batch = self._batch(requests)
         iterations, tolerance = PRECISE if requests[0].precise else CHOOSING
-        nll = refit_params(net, batch, iterations, held, tolerance)
+        tied = {
+            param: np.array([(module, powers) in r.shared for r in requests])
+            for param, (module, powers) in model.coefficients.items()
+            if model.per_participant[module]
+        }
+        bounds = {
+            param: (-SELF_BOUND, SELF_BOUND)
+            for param, (module, powers) in model.coefficients.items()
+            if self.self_terms.get(module) == powers
+        }
+        pooling = None
+        if self.pooling and requests[0].precise:
+            untied = np.zeros(len(requests), dtype=bool)
+            entries = {
+                param: ~held[param] & ~tied.get(param, untied)[:, None]
+                for param in self._participant_values(model)
+            }
+            pooling = Pooling(entries, groups, fixed=requests[0].keep_groups)
+        nll, groups = refit_params(net, batch, iterations, held, tolerance, bounds, tied, pooling)
         values = net.member_param_values(model.params)
         diverged = ~np.isfinite(nll)
         for value in values.values():
             diverged |= ~(np.abs(value) < MAX_COEFFICIENT).all(1)
-        return values, np.where(diverged, math.inf, nll)
+        return values, np.where(diverged, math.inf, nll), groups
+
+    def _participant_values(self, model: EquationModel) -> list[str]:
+        """The params of ``model`` refit with one value per participant: the
+        coefficients of per-participant equations and the per-participant params that no
+        participant table gives."""
+        coefficients = [p for p, (m, _) in model.coefficients.items() if model.per_participant[m]]
+        params = [p for p in model.params if p in self.per_participant_params]
+        return coefficients + [p for p in params if p not in self.table]
+
+    def _start_groups(self, model: EquationModel, requests: list[Request]) -> dict[str, Group]:
+        """The groups of the starts of ``requests``, by param (the spreads count)."""
+        keys = {param: model.coefficients.get(param, param) for param in model.params}
+        groups = {}
+        for param, key in keys.items():
+            found = [r.start.groups.get(key) if r.start else None for r in requests]
+            if any(found):
+                groups[param] = Group(
+                    np.array([g.mean if g else np.nan for g in found]),
+                    np.array([g.spread if g else np.nan for g in found]),
+                    np.full((len(requests), self.n_participants), np.inf),
+                    np.array([bool(g and g.floored) for g in found]),
+                )
+        return groups
+
+    def _batch(self, requests: list[Request], held_out: bool = False) -> Batch:
+        """The sessions of each request's network, member after member, predicting its
+        training choices (those outside its fold), or with ``held_out`` its fold's."""
+        sessions = [self.sessions[r.member] for r in requests]
+        folds = sorted({r.fold for r in requests}, key=lambda fold: -1 if fold is None else fold)
+        batches = member_batches(sessions, *(self._predicting(f, held_out) for f in folds))
+        if len(batches) == 1:
+            return batches[0]
+        width = batches[0].targets.shape[1] // len(requests)
+        targets = torch.cat(
+            [
+                batches[folds.index(r.fold)].targets[:, i * width : (i + 1) * width]
+                for i, r in enumerate(requests)
+            ],
+            dim=1,
+        )
+        first = batches[0]
+        return Batch(first.trials, first.chosen, targets, first.participants)
+
+    def _predicting(self, fold: int | None, held_out: bool) -> Batch:
+        """The training batch predicting the choices outside ``fold`` (with
+        ``held_out``, those in it); all of them without a fold."""
+        if fold is None:
+            return self.train
+        keep = self.folds == fold if held_out else (self.folds >= 0) & (self.folds != fold)
+        keep = torch.as_tensor(keep, device=self.train.targets.device)
+        targets = torch.where(keep, self.train.targets, IGNORE)
+        return Batch(self.train.trials, self.train.chosen, targets, self.train.participants)
 
     def _network(
         self, model: EquationModel, members: int, values: dict[str, np.ndarray]
@@ -374,13 +562,18 @@ class Refitter:
         return net
 
     def _participant_nll(
-        self, model: EquationModel, requests: list[Request], values: dict[str, np.ndarray]
+        self,
+        model: EquationModel,
+        requests: list[Request],
+        values: dict[str, np.ndarray],
+        held_out: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each request's summed NLL of each participant's training choices, and their
-        number, ``(requests, participants)`` each."""
+        """Each request's summed NLL of each participant's training choices (those
+        outside its fold; with ``held_out``, those in it), and their number,
+        ``(requests, participants)`` each."""
         learnt = {name: v for name, v in values.items() if name not in self.table}
         net = self._network(model, len(requests), learnt)
-        batch = member_batches([self.sessions[r.member] for r in requests], self.train)[0]
+        batch = self._batch(requests, held_out)
         nll, counts = session_nll(net, batch)
         index = np.repeat(np.arange(len(requests)), len(nll) // len(requests))
         index = index * self.n_participants + batch.participants.cpu().numpy()
@@ -398,11 +591,13 @@ class Refitter:
         i: int,
         values: dict[str, np.ndarray],
         held: dict[str, np.ndarray],
+        groups: dict[str, Group],
         nll: np.ndarray,
         n_trials: np.ndarray,
+        held_out_nll: float | None,
     ) -> Refit:
         """The refit of request ``i``: its equations with their refit coefficients, its
-        params, and its BIC."""
+        params, the groups of its pooled values, and its BIC."""
         param_of = {term: param for param, term in model.coefficients.items()}
         free = {name: values[name][i] for name in model.params if name not in model.coefficients}
         equations, absent, tiny = {}, {}, []
@@ -415,6 +610,11 @@ class Refitter:
                 terms.append((float(np.mean(value)), powers))
                 columns.append(value)
                 if structural:
+                    continue
+                if (module, powers) in request.shared:
+                    free[param] = value[:1]
+                    if abs(float(value[0])) < self.thresholds[module]:
+                        tiny.append((module, powers))
                     continue
                 free[param] = value
                 if model.per_participant[module]:
@@ -431,7 +631,13 @@ class Refitter:
                     tuple(float(c[p]) for c in columns) for p in range(self.n_participants)
                 )
             equations[module] = replace(equation, terms=tuple(terms), per_participant=rows)
-        bic = 2 * nll.sum() + _penalty(free, self.table, n_trials)
+        pooled = {
+            name: _group_rows(group, np.array([i]))
+            for name, group in groups.items()
+            if name in free and not np.isnan(group.spread[i])
+        }
+        shares = {name: group.shrinkage()[0] for name, group in pooled.items()}
+        bic = 2 * nll.sum() + _penalty(free, self.table, n_trials, shares)
         if tiny:
             bic = math.inf  # a term too small to keep: the model without it is refit instead
         params = {
@@ -439,6 +645,7 @@ class Refitter:
             for n, v in ((n, values[n][i]) for n in model.params)
             if n not in model.coefficients
         }
+        specs = model.network_class.params
         return Refit(
             equations,
             {n: float(np.mean(v)) for n, v in params.items()},
@@ -450,6 +657,18 @@ class Refitter:
             bic,
             absent,
             (nll, n_trials),
+            request.shared,
+            {
+                model.coefficients.get(name, name): GroupValue(
+                    float(group.mean[0]),
+                    float(group.spread[0]),
+                    float(specs[name].from_raw(torch.tensor(float(group.mean[0])))),
+                    specs[name].raw_scale,
+                    bool(group.floored[0]),
+                )
+                for name, group in pooled.items()
+            },
+            held_out_nll,
             tuple(tiny),
         )
 
@@ -462,7 +681,8 @@ def _without_tiny(request: Request, result: Refit) -> Request:
         for module, equation in request.equations.items()
     }
     absent = {term: mask for term, mask in request.absent.items() if term not in result.tiny}
-    return replace(request, equations=equations, absent=absent, start=result)
+    shared = frozenset(term for term in request.shared if term not in result.tiny)
+    return replace(request, equations=equations, absent=absent, shared=shared, start=result)
 
 
 def _param_start(start: Refit | None, param: str) -> list[float] | None:
@@ -489,18 +709,66 @@ def _union(
     return {name: tuple(terms) for name, terms in union.items()}
 
 
-def _penalty(values: dict[str, np.ndarray], table, n_trials: np.ndarray) -> float:
+def _beats(better: np.ndarray, simpler: np.ndarray) -> bool:
+    """Whether the held-out NLLs ``better`` are lower than ``simpler`` in sum over the
+    folds by more than one standard error of that sum (from the spread of the folds'
+    differences, paired), over ``(folds,)``. An infinite NLL (a refit that diverged)
+    loses.
+
+    >>> simpler = np.array([10.0, 10.0, 10.0])
+    >>> bool(_beats(np.array([9.0, 8.5, 9.2]), simpler))
+    True
+    >>> bool(_beats(np.array([9.0, 10.5, 9.5]), simpler))
+    False
+    """
+    if not np.isfinite(better).all():
+        return False
+    if not np.isfinite(simpler).all():
+        return True
+    gain = simpler - better
+    return bool(gain.sum() > np.sqrt(len(gain) * gain.var(ddof=1)))
+
+
+def _group_rows(group: Group, rows: np.ndarray) -> Group:
+    """The group of the members ``rows`` only."""
+    return Group(*(getattr(group, f.name)[rows] for f in fields(Group)))
+
+
+def _with_rows(group: Group, rows: np.ndarray, new: Group) -> Group:
+    """``group`` with the members ``rows`` taken from ``new``."""
+    arrays = {f.name: getattr(group, f.name).copy() for f in fields(Group)}
+    for name, array in arrays.items():
+        array[rows] = getattr(new, name)
+    return Group(**arrays)
+
+
+def _penalty(
+    values: dict[str, np.ndarray], table, n_trials: np.ndarray, shares: dict[str, np.ndarray]
+) -> float:
     """The BIC's penalty for the free values: ``ln(n)`` for a shared one, with ``n`` the
     number of predicted choices, and ``ln(n_p)`` for participant ``p``'s own non-zero
     value of a per-participant one, with ``n_p`` their number of choices (their own BIC's
-    penalty: only their choices inform it). Values from a participant table are given."""
+    penalty: only their choices inform it). A pooled value costs ``ln(n_p)`` times
+    its share of their data (see :meth:`Group.shrinkage`: a value held at the group's
+    mean costs nothing of its own), and its group's mean and spread ``ln(n)`` each.
+    Values from a participant table are given.
+
+    >>> n_trials = np.array([100, 100])
+    >>> round(_penalty({"a": np.array([0.2, 0.4])}, {}, n_trials, {}), 4)
+    9.2103
+    >>> round(_penalty({"a": np.array([0.2, 0.4])}, {}, n_trials, {"a": np.array([0.5, 0.0])}), 4)
+    12.8992
+    """
     per_choice = np.log(np.maximum(n_trials, 1))
+    whole = math.log(max(int(n_trials.sum()), 1))
     penalty = 0.0
     for name, value in values.items():
         if name in table:
             continue
         if len(value) > 1:
-            penalty += float(per_choice[value != 0].sum())
+            share = shares.get(name, 1.0)
+            penalty += float((share * per_choice)[value != 0].sum())
+            penalty += 2 * whole if name in shares else 0.0
         else:
-            penalty += math.log(max(int(n_trials.sum()), 1))
+            penalty += whole
     return penalty

@@ -62,9 +62,15 @@ def participant_nll(
 def session_nll(net: BaseRNN, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     """Each session's summed NLL of its choices in ``batch`` (float64), and how many
     there are."""
+    nll, valid = trial_nll(net, batch)
+    return nll.sum(0), valid.sum(0)
+
+
+def trial_nll(net: BaseRNN, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """The NLL of each choice of ``batch`` (float64, ``(trials, sessions)``, 0 where
+    there is none to predict), and where there is one."""
     _, picked, valid = _predictions(net, batch)
-    nll = -torch.where(valid, picked, 0).sum(0)
-    return nll.cpu().numpy(), valid.sum(0).cpu().numpy()
+    return -torch.where(valid, picked, 0).cpu().numpy(), valid.cpu().numpy()
 
 
 def _predictions(net: BaseRNN, batch: Batch):

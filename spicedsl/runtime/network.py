@@ -53,6 +53,16 @@ class ParamSpec:
             return _inverse_softplus(high - value)
         return value
 
+    @property
+    def raw_scale(self) -> str:
+        """What the raw number measures: the value itself, the logit of the value's place
+        in its interval, or the inverse softplus of its distance to its one bound."""
+        if self.lower is not None and self.upper is not None:
+            return "logit"
+        if self.lower is not None or self.upper is not None:
+            return "inverse softplus"
+        return "value"
+
     def from_raw(self, raw: torch.Tensor) -> torch.Tensor:
         low, high = self.lower, self.upper
         if low is not None and high is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ import torch
 from spicedsl.errors import FitError
 from spicedsl.runtime.batch import IGNORE, Batch, member_subset
 from spicedsl.runtime.network import BaseRNN
+from spicedsl.runtime.pooling import Group, group_spreads, median_error, pseudo_observations
 from spicedsl.runtime.progress import Progress
 from spicedsl.settings import FitSettings
 
@@ -313,16 +314,51 @@ SUFFICIENT_DECREASE = 1e-4
 LINE_SEARCH_STEPS = 8
 
 
+@dataclass(frozen=True)
+class Pooling:
+    """Partial pooling in a refit (see :mod:`spicedsl.runtime.pooling`).
+
+    Attributes
+    ----------
+    entries : dict of str to numpy.ndarray
+        Per pooled param, ``(members, participants)``: the entries drawn from the group
+        (held entries and the params of members not pooled are left out).
+    groups : dict of str to Group
+        The group estimates to start from (or to keep, with ``fixed``); a param without
+        one starts with no prior (its first refit is its participants' own).
+    fixed : bool
+        Keep ``groups`` as given: one refit, no estimation.
+    """
+
+    entries: Mapping[str, np.ndarray]
+    groups: Mapping[str, Group] = field(default_factory=dict)
+    fixed: bool = False
+
+
+# Rounds of partial pooling at most (each a refit, then the groups estimated again), and
+# how little the groups must change, relative to their spread, to stop earlier; the
+# rounds before the last go as far as a refit that chooses among candidates.
+POOLING_ROUNDS = 6
+POOLING_TOLERANCE = 0.02
+ROUGH = (30, 1e-7)
+# The step, in raw units, of the finite differences that give the NLL's curvature.
+CURVATURE_STEP = 1e-4
+
+
 def refit_params(
     net: BaseRNN,
     batch: Batch,
     max_iterations: int = 100,
     held: Mapping[str, np.ndarray] | None = None,
     tolerance: float = TOLERANCE_CHANGE,
-) -> np.ndarray:
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    tied: Mapping[str, np.ndarray] | None = None,
+    pooling: Pooling | None = None,
+) -> tuple[np.ndarray, dict[str, Group]]:
     """Fit the learnable params of each member of a network with no learnable module (an
     equation model) by L-BFGS on its choices; return each member's final mean NLL
-    (infinite where the fit diverged).
+    (infinite where the fit diverged) and, with ``pooling``, the groups of the pooled
+    params.
 
     The members are separate problems solved side by side: each has its own L-BFGS
     memory, line search (backtracking to a sufficient decrease) and stopping test, and
@@ -331,24 +367,66 @@ def refit_params(
     shorter one; a member that cannot decrease its loss any more stops there.
 
     ``held`` maps a param to a boolean mask of its entries, ``(members, n)`` as
-    :meth:`BaseRNN.member_rows` lays them out, that stay where they are.
+    :meth:`BaseRNN.member_rows` lays them out, that stay where they are. ``bounds`` keeps
+    a param's raw values within ``[low, high]`` (projected steps: an entry on a bound
+    stays there while the gradient pushes it out). ``tied`` maps a param to a
+    ``(members,)`` mask of the members whose entries of it move together: one value
+    shared by every participant.
 
     With a handful of scalars and no network weights, a quasi-Newton method converges in
     a few full-batch steps. A weak pull toward the starting values (``ANCHOR`` times the
     squared distance) decides only the directions the choices leave free: without a
     hard-coded equation that fixes the scale of a state, scaling the state's equations up
     and its inverse temperature down predicts the same choices.
+
+    With ``pooling``, each pooled entry's raw value ``theta`` adds
+    ``(theta - mean)² / (2 spread²)`` to its member's summed NLL, with ``mean`` the mean
+    of the param's pooled values (the group's mean is refit with them). Unless the
+    groups are ``fixed``, shorter refits (``ROUGH``) alternate with estimating their
+    spreads (:meth:`_MemberLosses.groups`) until the groups change by less than
+    ``POOLING_TOLERANCE`` times their spread; the last refit (the ``POOLING_ROUNDS``-th
+    at most) goes the whole way.
     """
+    groups = dict(pooling.groups) if pooling else {}
     if not any(p.requires_grad for p in net.parameters()):
-        return members_nll(net, batch)
+        return members_nll(net, batch), groups
     net.eval()
-    losses = _MemberLosses(net, batch, held or {})
+    losses = _MemberLosses(net, batch, held or {}, bounds or {}, tied or {})
     x = losses.start.clone()
+    settled = pooling is None or pooling.fixed
     with torch.enable_grad():
-        loss, _ = _lbfgs(losses, x, max_iterations, tolerance)
+        for round_ in range(POOLING_ROUNDS):
+            last = settled or round_ == POOLING_ROUNDS - 1
+            losses.set_prior(groups, pooling.entries if pooling else {})
+            budget = (max_iterations, tolerance) if last else ROUGH
+            loss, _ = _lbfgs(losses, x, *budget, losses.low, losses.high)
+            if last:
+                break
+            estimated = losses.groups(x, pooling.entries)
+            settled = _settled(groups, estimated)
+            groups = estimated
+    if pooling is not None:
+        means = losses.pooled_means(x, pooling.entries)
+        groups = {name: replace(g, mean=means[name]) for name, g in groups.items() if name in means}
     losses.write(net, x)
     nll = members_nll(net, batch)
-    return np.where(np.isfinite(loss.cpu().numpy()), nll, math.inf)
+    return np.where(np.isfinite(loss.cpu().numpy()), nll, math.inf), groups
+
+
+def _settled(before: Mapping[str, Group], after: Mapping[str, Group]) -> bool:
+    """Whether the groups changed by less than ``POOLING_TOLERANCE`` times their spread
+    (or their participants' median standard error, when larger)."""
+    if set(before) != set(after):
+        return False
+    for name, new in after.items():
+        old = before[name]
+        if not np.array_equal(np.isnan(old.spread), np.isnan(new.spread)):
+            return False
+        scale = np.fmax(np.fmax(old.spread, new.spread), median_error(new.variance))
+        change = np.fmax(np.abs(new.mean - old.mean), np.abs(new.spread - old.spread))
+        if (change > POOLING_TOLERANCE * scale).any():
+            return False
+    return True
 
 
 class _MemberLosses:
@@ -359,9 +437,22 @@ class _MemberLosses:
     members alone (taken from the whole ones, which it keeps).
     """
 
-    def __init__(self, net: BaseRNN, batch: Batch, held: Mapping[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        net: BaseRNN,
+        batch: Batch,
+        held: Mapping[str, np.ndarray],
+        bounds: Mapping[str, tuple[float, float]],
+        tied: Mapping[str, np.ndarray],
+    ) -> None:
         self.net, self.batch = net, batch
         named = self._named(net)
+        self.sizes = [net.member_rows(p).shape[1] for _, p in named]
+        ends = np.cumsum(self.sizes)
+        self.columns = {
+            name.removeprefix("raw_params."): slice(end - size, end)
+            for (name, _), size, end in zip(named, self.sizes, ends, strict=True)
+        }
         self.fixed = torch.cat(
             [
                 torch.as_tensor(_held_mask(held, name, net.member_rows(p).shape), device=net.device)
@@ -369,8 +460,26 @@ class _MemberLosses:
             ],
             dim=1,
         )
-        self.sizes = [net.member_rows(p).shape[1] for _, p in named]
-        self.start = torch.cat([net.member_rows(p.detach()) for _, p in named], dim=1).double()
+        start = torch.cat([net.member_rows(p.detach()) for _, p in named], dim=1).double()
+        self.low = torch.full_like(start, -math.inf)
+        self.high = torch.full_like(start, math.inf)
+        for name, (low, high) in bounds.items():
+            self.low[:, self.columns[name]], self.high[:, self.columns[name]] = low, high
+        # Tied entries start from their mean, and their gradient is their mean gradient:
+        # they move as one.
+        self.ties = [
+            (self.columns[name], torch.as_tensor(np.asarray(rows, dtype=bool), device=net.device))
+            for name, rows in tied.items()
+            if np.any(rows)
+        ]
+        for columns, rows in self.ties:
+            start[rows, columns] = start[rows, columns].mean(1, keepdim=True)
+        self.start = torch.maximum(torch.minimum(start, self.high), self.low)
+        self.counts = (batch.targets != IGNORE).view(batch.targets.shape[0], net.members, -1)
+        self.counts = self.counts.sum((0, 2)).clamp(min=1).double()
+        # Per pooled param: its columns, and per member the precision 1 / spread² of
+        # each of its entries (0 for those not pooled).
+        self.priors: list[tuple[slice, torch.Tensor]] = []
         self._subsets: dict[bytes, tuple[BaseRNN, Batch]] = {}
 
     @staticmethod
@@ -385,6 +494,41 @@ class _MemberLosses:
             ):
                 net.member_rows(p).copy_(chunk)
 
+    def set_prior(self, groups: Mapping[str, Group], entries: Mapping[str, np.ndarray]) -> None:
+        """Pool the ``entries`` of each param toward their mean with the spread of its
+        group in ``groups`` (a param or member without a group is not pooled)."""
+        self.priors = []
+        for name, group in groups.items():
+            if name not in entries:
+                continue
+            pooled = np.asarray(entries[name], dtype=bool) & ~np.isnan(group.spread)[:, None]
+            precision = np.where(pooled, 1 / np.nan_to_num(group.spread, nan=1.0)[:, None] ** 2, 0)
+            if pooled.any():
+                self.priors.append((self.columns[name], torch.as_tensor(precision)))
+
+    def pooled_means(self, x: torch.Tensor, entries: Mapping[str, np.ndarray]) -> dict:
+        """Per param, each member's mean of the raw values of its ``entries`` at ``x``."""
+        means = {}
+        for name, mask in entries.items():
+            weights = torch.as_tensor(np.asarray(mask, dtype=float))
+            values = x[:, self.columns[name]]
+            means[name] = ((weights * values).sum(1) / weights.sum(1)).cpu().numpy()
+        return means
+
+    def _prior(self, params: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Each member's minus log prior of ``params`` (its rows ``index``): each pooled
+        value's squared distance to the mean of its param's pooled values, times half
+        their precision. The mean is the value that maximises the prior for given
+        values: the group's mean is estimated with them, in each refit."""
+        prior = params.new_zeros(params.shape[0])
+        for columns, precision in self.priors:
+            weights = precision[index].to(params.dtype)
+            pooled = (weights > 0).to(params.dtype)
+            values = params[:, columns]
+            mean = (pooled * values).sum(1, keepdim=True) / pooled.sum(1, keepdim=True).clamp(min=1)
+            prior = prior + 0.5 * (weights * (values - mean) ** 2).sum(1)
+        return prior
+
     def _subset(self, rows: np.ndarray) -> tuple[BaseRNN, Batch]:
         """The network and batch of the members ``rows``."""
         if len(rows) == self.net.members:
@@ -397,27 +541,71 @@ class _MemberLosses:
             self._subsets[key] = (self.net.members_subset(rows.tolist()), batch)
         return self._subsets[key]
 
+    def _evaluate(
+        self, x: torch.Tensor, rows: np.ndarray, penalised: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of the members ``rows`` at ``x[rows]`` and its gradient: the mean NLL
+        of their choices, with ``penalised`` the pull toward the start and the prior
+        (per choice); else their summed NLL."""
+        net, batch = self._subset(rows)
+        index = torch.as_tensor(rows, device=x.device)
+        self.write(net, x[index])
+        named = self._named(net)
+        logits = net(batch.trials, batch.chosen, batch.participants)
+        nll = member_nll(logits, batch.targets, net.members)
+        if penalised:
+            params = torch.cat([net.member_rows(p) for _, p in named], dim=1)
+            pull = ((params - self.start[index].to(params.dtype)) ** 2).sum(1)
+            loss = nll + ANCHOR * pull + self._prior(params, index) / self.counts[index]
+        else:
+            loss = nll * self.counts[index]
+        gradients = torch.autograd.grad(loss.sum(), [p for _, p in named])
+        gradient = torch.cat([net.member_rows(g) for g in gradients], dim=1).double()
+        return loss.detach().double(), gradient
+
     def __call__(self, x: torch.Tensor, needed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's loss at ``x`` (infinite where not finite) and its gradient, for
         the ``needed`` members (a mask; the others get an infinite loss)."""
         wanted = needed.cpu().numpy().nonzero()[0]
-        net, batch = self._subset(wanted)
+        value, gradient = self._evaluate(x, wanted, penalised=True)
         rows = torch.as_tensor(wanted, device=x.device)
-        self.write(net, x[rows])
-        named = self._named(net)
-        logits = net(batch.trials, batch.chosen, batch.participants)
-        params = torch.cat([net.member_rows(p) for _, p in named], dim=1)
-        pull = ((params - self.start[rows].to(params.dtype)) ** 2).sum(1)
-        loss = member_nll(logits, batch.targets, net.members) + ANCHOR * pull
-        gradients = torch.autograd.grad(loss.sum(), [p for _, p in named])
-        gradient = torch.cat([net.member_rows(g) for g in gradients], dim=1).double()
-        value = loss.detach().double()
         broken = ~torch.isfinite(value) | ~torch.isfinite(gradient).all(1)
         every_loss = torch.full_like(x[:, 0], math.inf)
         every_loss[rows] = value.masked_fill(broken, math.inf)
         every_gradient = torch.zeros_like(x)
         every_gradient[rows] = gradient.masked_fill(broken[:, None], 0)
+        for columns, tied in self.ties:
+            block = every_gradient[tied, columns]
+            every_gradient[tied, columns] = block.mean(1, keepdim=True).expand_as(block)
         return every_loss, every_gradient.masked_fill(self.fixed, 0)
+
+    def groups(self, x: torch.Tensor, entries: Mapping[str, np.ndarray]) -> dict[str, Group]:
+        """The groups of the pooled params estimated at ``x``: each participant's values
+        and the Laplace approximation of their likelihood there in each value (the
+        first and second derivatives of their summed NLL, the second by central
+        differences; each participant's NLL depends on their own values alone, so one
+        pair of evaluations per param gives everyone's) make pseudo-observations, from
+        which :func:`~spicedsl.runtime.pooling.group_spreads` estimates each group."""
+        everyone = np.arange(self.net.members)
+        gradient = self._evaluate(x, everyone, penalised=False)[1]
+        groups = {}
+        for name, mask in entries.items():
+            active = np.asarray(mask, dtype=bool)
+            if not active.any():
+                continue
+            columns = self.columns[name]
+            step = torch.zeros_like(x)
+            step[:, columns] = CURVATURE_STEP * torch.as_tensor(active, dtype=x.dtype)
+            plus = self._evaluate(x + step, everyone, penalised=False)[1][:, columns]
+            minus = self._evaluate(x - step, everyone, penalised=False)[1][:, columns]
+            curvature = ((plus - minus) / (2 * CURVATURE_STEP)).cpu().numpy()
+            y, variance = pseudo_observations(
+                x[:, columns].cpu().numpy(), gradient[:, columns].cpu().numpy(), curvature, active
+            )
+            spread, floored = group_spreads(y, variance)
+            mean = self.pooled_means(x, {name: active})[name]
+            groups[name] = Group(mean, spread, variance, floored)
+        return groups
 
 
 # The most member subsets a refit keeps at once (each a small network and batch).
@@ -432,17 +620,32 @@ def _held_mask(held: Mapping[str, np.ndarray], name: str, shape: torch.Size) -> 
 
 
 def _lbfgs(
-    evaluate, x: torch.Tensor, max_iterations: int, tolerance: float
+    evaluate,
+    x: torch.Tensor,
+    max_iterations: int,
+    tolerance: float,
+    low: torch.Tensor,
+    high: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimise each row's loss by L-BFGS row by row; ``x`` ends at the minimum found.
+    """Minimise each row's loss by L-BFGS row by row, each entry within its bounds
+    ``[low, high]``; ``x`` (within them) ends at the minimum found.
     ``evaluate(x, needed)`` gives the ``(losses, gradients)`` of all rows at once, right
-    at least for the rows of the mask ``needed``. Returns the final losses and gradients."""
+    at least for the rows of the mask ``needed``. Returns the final losses and gradients.
+
+    Steps are projected onto the bounds, and an entry on a bound whose gradient pushes
+    it out has a zero gradient (it stays there until the gradient turns)."""
+
+    def projected(at: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        outward = ((at <= low) & (gradient > 0)) | ((at >= high) & (gradient < 0))
+        return gradient.masked_fill(outward, 0)
+
     rows, size = x.shape
     steps_s = x.new_zeros(rows, HISTORY, size)
     steps_y = x.new_zeros(rows, HISTORY, size)
     inverse_sy = x.new_zeros(rows, HISTORY)
     stored = torch.zeros(rows, dtype=torch.long, device=x.device)
     loss, gradient = evaluate(x, torch.ones(rows, dtype=torch.bool, device=x.device))
+    gradient = projected(x, gradient)
     done = ~torch.isfinite(loss) | (gradient.abs().amax(1) <= TOLERANCE_GRAD)
     everyone = torch.arange(rows, device=x.device)
     for _ in range(max_iterations):
@@ -461,8 +664,10 @@ def _lbfgs(
         pending, moved = ~done, torch.zeros_like(done)
         new_x, new_loss, new_gradient = x.clone(), loss.clone(), gradient.clone()
         for _ in range(LINE_SEARCH_STEPS):
-            trial = torch.where(pending[:, None], x + step[:, None] * direction, new_x)
+            moved_to = torch.minimum(torch.maximum(x + step[:, None] * direction, low), high)
+            trial = torch.where(pending[:, None], moved_to, new_x)
             trial_loss, trial_gradient = evaluate(trial, pending)
+            trial_gradient = projected(trial, trial_gradient)
             accept = pending & (trial_loss <= loss + SUFFICIENT_DECREASE * step * slope)
             new_x[accept], new_loss[accept] = trial[accept], trial_loss[accept]
             new_gradient[accept] = trial_gradient[accept]
