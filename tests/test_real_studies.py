@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from spicedsl.errors import SpiceError, UsageError
 from spicedsl.frontend import load_ir
 from spicedsl.runtime.batch import make_batch
 from spicedsl.splits import Holdout
+from tests.test_cli import spicedsl
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,16 +94,6 @@ def reference_nll(path: Path) -> tuple[float, int]:
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory) -> Path:
     return pairs_data(tmp_path_factory.mktemp("pairs") / "pairs.csv")
-
-
-def spicedsl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "spicedsl.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_offered_items_missed_trials_and_a_scaled_reward_match_a_numpy_agent(pairs):
