@@ -85,7 +85,7 @@ def test_the_fitted_model_carries_the_flag_as_a_comment_and_stays_canonical():
     changed = [line for line in flagged.splitlines() if line not in text.splitlines()]
     assert changed == [
         "    x_value_reward_not_chosen = clip(x_value_reward_not_chosen_c0 + "
-        "x_value_reward_not_chosen_c1 * x_value_reward, -10, 10)  # unstable for 1 of 3 "
+        "x_value_reward_not_chosen_c1 * x_value_reward, -100, 100)  # unstable for 1 of 3 "
         "participants: x_value_reward' = b x_value_reward + ... with |b| up to 1.25 grows "
         "until the clip holds it"
     ]

@@ -23,6 +23,7 @@ from spicedsl.frontend import checked_program, load_ir, read_source
 from spicedsl.printer import format_program
 from spicedsl.runtime.network import BaseRNN, ModuleSpec
 from spicedsl.runtime.weights import load_weights
+from spicedsl.semantics.functions import MODULE_CLIP
 from spicedsl.syntax.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -360,10 +361,10 @@ def test_fitted_equations_keep_the_clip_of_the_networks_they_replace():
     }
     source = (EXAMPLES / "forgetting.spice").read_text()
     text = format_program(fitted_program(parse(source), equations, {"beta_reward": 1.0}), source)
-    assert "clip(-2.268 + 3.536 * c_reward - 2.692 * x_value_reward ^ 2, -10, 10)" in text
+    assert "clip(-2.268 + 3.536 * c_reward - 2.692 * x_value_reward ^ 2, -100, 100)" in text
     _, latents = api.simulate(text, 5, 30, seed=0)
     assert np.isfinite(latents["x_value_reward"]).all()
-    assert np.abs(latents["x_value_reward"]).max() <= 10
+    assert np.abs(latents["x_value_reward"]).max() <= MODULE_CLIP
 
 
 def test_a_start_that_cannot_be_scored_does_not_decide_the_selection():
