@@ -40,6 +40,7 @@ STUDIES = {
             "sugawara_rw_perseveration_individual",
             "sugawara_discovery",
             "sugawara_discovery_embedding",
+            "sugawara_discovery_embedding_modules",
         ],
     ),
     "bahrami": ("bahrami2020.csv", ["bahrami_rw", "bahrami_discovery"]),

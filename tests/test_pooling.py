@@ -265,3 +265,39 @@ def test_the_coefficient_of_a_states_own_term_stays_within_one_unless_unbounded(
         assert fitted.equations["x_value_reward_chosen"].terms[0][0] == pytest.approx(0.5, abs=0.1)
     else:
         assert coefficient > 1.05
+
+
+def test_a_structure_is_scored_by_its_better_bic_with_own_or_shared_values(tmp_path):
+    def learners(alphas: list[float], sessions: int, trials: int, seed: int):
+        (tmp_path / "table.csv").write_text(
+            "participant,alpha_reward,alpha_no_reward\n"
+            + "".join(f"{i + 1},{a},{a}\n" for i, a in enumerate(alphas))
+        )
+        truth = EXAMPLES / "individual_differences_truth.spice"
+        table = tmp_path / "table.csv"
+        return api.simulate(truth, sessions, trials, seed=seed, param_table=table)[0]
+
+    def both(dataset, n: int):
+        equations = {
+            "x_value_reward_chosen": equation(
+                "x_value_reward_chosen", "x_value_reward", {X: 0.5, R: 0.5}, n
+            ),
+            "x_value_reward_not_chosen": equation(
+                "x_value_reward_not_chosen", "x_value_reward", {ONE: 0.1, X: 0.8}, n
+            ),
+        }
+        model = EXAMPLES / "individual_differences.spice"
+        refit = refitter(model, dataset, {"beta_reward": np.full((1, n), 3.0)})
+        [(own, shared)] = refit.refit_both([(0, equations, None)])
+        assert own.shared == frozenset() and len(shared.shared) == 4
+        return own, shared
+
+    # Learning rates of 0.1 and 0.9, 2,000 choices each: own values pay.
+    own, shared = both(learners([0.1, 0.9], 40, 100, seed=1), 2)
+    assert own.bic < shared.bic
+    # Twenty participants alike, 60 choices each: a value per participant costs more
+    # than it gains. Shared, every participant has the same coefficients.
+    own, shared = both(learners([0.5] * 20, 20, 60, seed=2), 20)
+    assert shared.bic < own.bic
+    rows = np.array(shared.equations["x_value_reward_chosen"].per_participant)
+    assert (rows == rows[0]).all()

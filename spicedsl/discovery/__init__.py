@@ -89,15 +89,15 @@ def discover_equations(
     voters = list(range(net.members)) if voters is None else list(voters)
 
     def score(asked: list[tuple[int, dict, dict | None]]) -> list[float]:
-        nears = refitter.refit_all([Request(voters[i], near) for i, _, near in asked if near])
-        starts = iter(nears)
-        requests = [
-            Request(voters[i], eqs, start=next(starts) if near else None) for i, eqs, near in asked
-        ]
-        return [fit.bic for fit in refitter.refit_all(requests)]
+        nears = iter(refitter.refit_both([(voters[i], near, None) for i, _, near in asked if near]))
+        pairs = refitter.refit_both(
+            [(voters[i], eqs, next(nears) if near else None) for i, eqs, near in asked]
+        )
+        return [min(own.bic, shared.bic) for own, shared in pairs]
 
     chosen = select_equations([candidates[n] for n in voters], score)
-    members = refitter.refit_all([Request(n, eqs) for n, eqs in zip(voters, chosen, strict=True)])
+    pairs = refitter.refit_both([(n, eqs, None) for n, eqs in zip(voters, chosen, strict=True)])
+    members = [min(pair, key=lambda fit: fit.bic) for pair in pairs]
     if net.members == 1:
         final = refitter.refit(chosen[0], start=members[0], precise=True)
         return refitter.choose_participant_terms(final, rng), None

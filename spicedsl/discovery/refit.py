@@ -195,6 +195,34 @@ class Refitter:
         self.done: dict[tuple, Refit] = {}
         self._models: dict[tuple, EquationModel] = {}
 
+    def refit_both(
+        self, asked: Sequence[tuple[int, dict[str, DiscoveredEquation], tuple[Refit, Refit] | None]]
+    ) -> list[tuple[Refit, Refit]]:
+        """Each equation model of ``asked`` (member, equations, and a pair of starts or
+        None) refit twice: with each participant's own values, and with every term of its
+        per-participant equations shared by everyone. The better BIC scores a structure
+        while the equations are chosen: own values alone make a term pay the BIC's price
+        once per participant (with 20 participants of 70 choices, even the term of a
+        value's own decay lost), and shared values alone miss a term that only some
+        participants have. Which terms are each participant's own is decided afterwards,
+        out of sample (:meth:`choose_participant_terms`). Without per-participant
+        equations both refits are the same one."""
+        requests = []
+        for member, equations, starts in asked:
+            own, shared = starts or (None, None)
+            structure = frozenset(
+                (name, powers)
+                for name, equation in equations.items()
+                if name in self.per_participant_modules
+                for powers in _powers(equation)
+            )
+            requests += [
+                Request(member, equations, start=own),
+                Request(member, equations, start=shared, shared=structure),
+            ]
+        fits = self.refit_all(requests)
+        return list(zip(fits[::2], fits[1::2], strict=True))
+
     def refit(
         self,
         equations: dict[str, DiscoveredEquation],
