@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def test_fit_module_recovers_a_linear_map():
     assert library == ((), (("v", 1),))
     assert [powers for _, powers in first.terms] == [(), (("v", 1),)]
     np.testing.assert_allclose([c for c, _ in first.terms], [0.1, 0.8], atol=1e-6)
+
+
+def test_an_update_with_no_term_above_the_threshold_raises_no_pysindy_warning():
+    before = np.random.default_rng(0).random(200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        candidates, _ = fit_module("m", spec(), before, 0.001 * before, np.zeros((200, 0)))
+    assert candidates[0].terms == ()
 
 
 def test_binary_powers_are_folded_into_the_input():
