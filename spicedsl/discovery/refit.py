@@ -35,8 +35,10 @@ from spicedsl.semantics.lower import lower
 # Refit coefficients or params beyond this size mean the refit diverged.
 MAX_COEFFICIENT = 1e4
 # How far refits go: (most iterations, tolerance on the change of the mean NLL). Those
-# that choose among candidates need a BIC within a fraction of a unit; the model kept
-# (a precise request) is refit to convergence.
+# that choose among candidates need a BIC within a fraction of a unit, and so do those
+# that leave out a fold (they start from the same model refit to every choice, and are
+# compared by their held-out NLL); the model kept (a precise request) is refit to
+# convergence.
 CHOOSING = (30, 1e-7)
 PRECISE = (100, 1e-11)
 # The coefficient every term of a combined equation model is written with: neither 0
@@ -250,11 +252,10 @@ class Refitter:
         for request in requests:
             if request.key() not in self.done:
                 new.setdefault(request.key(), request)
-        for kind in ((False, False), (True, False), (True, True)):
-            group = {k: r for k, r in new.items() if (r.precise, r.keep_groups) == kind}
-            if group:
-                for key, result in zip(group, self._refit(list(group.values())), strict=True):
-                    self.done[key] = result
+        for kind in sorted({_kind(r) for r in new.values()}):
+            group = {k: r for k, r in new.items() if _kind(r) == kind}
+            for key, result in zip(group, self._refit(list(group.values())), strict=True):
+                self.done[key] = result
         pruned = {key: request for key, request in new.items() if self.done[key].tiny}
         if pruned:
             sparser = [_without_tiny(r, self.done[key]) for key, r in pruned.items()]
@@ -501,7 +502,8 @@ class Refitter:
         ``groups`` as they are or estimating them from there (see :class:`Request`)."""
         net = self._network(model, len(requests), starts)
         batch = self._batch(requests)
-        iterations, tolerance = PRECISE if requests[0].precise else CHOOSING
+        first = requests[0]
+        iterations, tolerance = PRECISE if first.precise and first.fold is None else CHOOSING
         tied = {
             param: np.array([(module, powers) in r.shared for r in requests])
             for param, (module, powers) in model.coefficients.items()
@@ -699,6 +701,12 @@ class Refitter:
             held_out_nll,
             tuple(tiny),
         )
+
+
+def _kind(request: Request) -> tuple[bool, bool, bool]:
+    """What refits of ``request`` share with the others fitted at once with it: whether
+    it is precise, keeps its groups, and leaves out a fold."""
+    return request.precise, request.keep_groups, request.fold is not None
 
 
 def _without_tiny(request: Request, result: Refit) -> Request:
