@@ -128,14 +128,21 @@ def fit_module(
     optimizer (STLSQ) at the module's threshold. For libraries of at most
     ``MAX_SUBSET_TERMS`` terms, the ``subsets_per_size`` best least-squares equations of
     each size (the subsets of library terms with the smallest error, among those whose
-    coefficients all reach the threshold) follow, so that a caller can choose
-    among sizes by how well the equations predict choices. The STLSQ equation is first.
+    coefficients all reach the threshold) follow, from the empty equation (a state that
+    resets to 0, which a network whose values are offset cannot show) up, so that a
+    caller can choose among sizes by how well the equations predict choices. The STLSQ
+    equation is first.
     Three per size by default, not one: the network's errors can favour a term (say, the
     module's own state, nearly constant in the recordings) over the one the choices need
     (the constant).
 
-    Powers of binary inputs (0/1 only) are folded into the input itself, and
-    coefficients within the threshold of 1 are set to 1, as SPICE does.
+    Powers of binary inputs (0/1 only) are folded into the input itself. The coefficient
+    of the module's own state (its linear term) is set to 1 when within the threshold of
+    it: a state that carries over unchanged is structure, and its self-coefficient is the
+    same whatever scale the network gave its values. Every other coefficient stays as
+    found. Those depend on that scale (the inverse temperature absorbs it), so fixing
+    one at 1, as SPICE does, would pin the scale and leave the equations a constant to
+    make up for the mismatch with the state's initial value.
     """
     features = [spec.target, *spec.inputs]
     library = ps.PolynomialLibrary(degree=spec.degree, include_bias=True)
@@ -171,6 +178,7 @@ def fit_module(
     if len(unique) <= MAX_SUBSET_TERMS:
         matrix = np.asarray(library.transform(np.column_stack([before, inputs])))
         columns = matrix[:, [terms.index(t) for t in unique]]
+        candidates.append(_equation(name, spec, (), len(before)))  # size 0: reset to 0
         for size in range(1, len(unique) + 1):
             fits = []
             for subset in itertools.combinations(range(len(unique)), size):
@@ -242,7 +250,7 @@ def _equation(
         coefficient = float(coefficient)
         if coefficient == 0:
             continue
-        if abs(coefficient - 1) < spec.threshold:
+        if term == ((spec.target, 1),) and abs(coefficient - 1) < spec.threshold:
             coefficient = 1.0
         kept.append((coefficient, term))
     return DiscoveredEquation(name, spec.target, tuple(kept), n_samples)
