@@ -15,7 +15,7 @@ per-participant equations are each participant's own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -35,11 +35,11 @@ from spicedsl.semantics.lower import lower
 # Refit coefficients or params beyond this size mean the refit diverged.
 MAX_COEFFICIENT = 1e4
 # How far refits go: (most iterations, tolerance on the change of the mean NLL). Those
-# that choose among candidates need a BIC within a fraction of a unit, and so do those
-# that leave out a fold (they start from the same model refit to every choice, and are
-# compared by their held-out NLL); the model kept (a precise request) is refit to
-# convergence.
-CHOOSING = (30, 1e-7)
+# that choose among candidates need a BIC within a fraction of a unit (1e-6 of the mean
+# NLL is 0.02 units of BIC at 10,000 choices), and so do those that leave out a fold
+# (they start from the same model refit to every choice, and are compared by their
+# held-out NLL); the model kept (a precise request) is refit to convergence.
+CHOOSING = (30, 1e-6)
 PRECISE = (100, 1e-11)
 # The coefficient every term of a combined equation model is written with: neither 0
 # (no term) nor 1 (a fixed coefficient), so that every term gets a param.
@@ -81,8 +81,8 @@ class Refit:
     shared: frozenset[Term] = frozenset()
     # The groups of the pooled values: by term for coefficients, by name for params.
     groups: dict[Term | str, GroupValue] = field(default_factory=dict)
-    # Refit without a fold: the summed NLL of the fold's choices.
-    held_out_nll: float | None = None
+    # Refit without a fold: the summed NLL of each participant's choices in the fold.
+    held_out_nll: np.ndarray | None = None
     # The terms whose refit coefficient fell below their module's threshold (for every
     # participant): the model is not scored (its BIC is infinite) but refit without them.
     tiny: tuple[Term, ...] = ()
@@ -279,7 +279,8 @@ class Refitter:
     ) -> Refit:
         """``final`` with each term of its per-participant equations shared by everyone
         (one value) unless the participants' own values predict held-out choices
-        better.
+        better; and, of the terms left each participant's own, each participant's value
+        set to 0 where 0 predicts that participant's held-out choices at least as well.
 
         A term whose pooled spread is at its floor (the participants differ no more
         than the noise of their own data explains) is shared. For the others, each
@@ -291,6 +292,12 @@ class Refitter:
         its held-out NLL, summed over the folds, is lower by more than one standard
         error of that sum (from the folds' differences). The model so chosen is refit
         precisely.
+
+        Then each term still each participant's own is left out in the same way, and a
+        participant lacks it (coefficient 0) when their held-out NLL without it, summed
+        over the folds, is no higher than with their own value. A participant with few
+        choices keeps a value near the group's, which 0 does not beat unless the group's
+        is near 0 too.
         """
         if final.participant_nll is None:  # the refit diverged
             return final
@@ -305,31 +312,43 @@ class Refitter:
         shared = {t for t in differing if t in final.groups and final.groups[t].floored}
         differing = [t for t in differing if t not in shared]
         if differing:
-            nll = self._held_out_nll(final, differing, rng, member)
-            shared |= {t for k, t in enumerate(differing) if not _beats(nll[0], nll[1 + k])}
-        if not shared:
-            return final
-        absent = {t: m for t, m in final.absent.items() if t not in shared}
-        chosen = self.refit(
-            final.equations, absent, member, final, True, final.shared | frozenset(shared)
-        )
-        return chosen if chosen.bic < math.inf else final
+            nll = self._held_out_nll(final, [_sharing(t) for t in differing], rng, member)
+            folds = nll.sum(2)
+            shared |= {t for k, t in enumerate(differing) if not _beats(folds[0], folds[1 + k])}
+        chosen = final
+        if shared:
+            absent = {t: m for t, m in final.absent.items() if t not in shared}
+            refit = self.refit(
+                final.equations, absent, member, final, True, final.shared | frozenset(shared)
+            )
+            chosen = refit if refit.bic < math.inf else final
+        own = [t for t in differing if t not in shared]
+        if not own:
+            return chosen
+        nll = self._held_out_nll(chosen, [_leaving_out(t) for t in own], rng, member).sum(1)
+        absent = dict(chosen.absent)
+        for k, term in enumerate(own):
+            lacking = nll[1 + k] <= nll[0]
+            if lacking.any() and not lacking.all():
+                absent[term] = absent.get(term, np.zeros(self.n_participants, bool)) | lacking
+        if len(absent) == len(chosen.absent):
+            return chosen
+        refit = self.refit(chosen.equations, absent, member, chosen, True, chosen.shared)
+        return refit if refit.bic < math.inf else chosen
 
     def _held_out_nll(
-        self, final: Refit, terms: list[Term], rng: np.random.Generator, member: int
+        self,
+        final: Refit,
+        changes: list[Callable[[Request], Request]],
+        rng: np.random.Generator,
+        member: int,
     ) -> np.ndarray:
-        """The held-out NLL of the choices of each fold, ``(variants, FOLDS)``, of
-        ``final``, then of it with each of ``terms`` shared in turn."""
+        """The held-out NLL of each participant's choices in each fold, ``(variants,
+        FOLDS, participants)``, of ``final``, then of each of its variants that
+        ``changes`` make of its (precise, groups kept) request."""
         self._deal_folds(rng)
         base = Request(member, final.equations, final.absent, final, True, final.shared, None, True)
-        variants = [base] + [
-            replace(
-                base,
-                absent={t: m for t, m in final.absent.items() if t != term},
-                shared=final.shared | {term},
-            )
-            for term in terms
-        ]
+        variants = [base] + [change(base) for change in changes]
         # Each variant is refit to every training choice first, and without each fold
         # from there: no variant starts nearer its optimum than another.
         starts = [final, *self.refit_all(variants[1:])]
@@ -338,7 +357,7 @@ class Refitter:
             for fold in range(FOLDS)
             for variant, start in zip(variants, starts, strict=True)
         ]
-        nll = np.zeros((len(variants), FOLDS))
+        nll = np.zeros((len(variants), FOLDS, self.n_participants))
         for i, fit in enumerate(self.refit_all(requests)):
             fold, variant = divmod(i, len(variants))
             nll[variant, fold] = math.inf if fit.held_out_nll is None else fit.held_out_nll
@@ -398,7 +417,7 @@ class Refitter:
         nll_by_participant, n_trials = self._participant_nll(model, requests, values)
         held_out = None
         if any(r.fold is not None for r in requests):
-            held_out = self._participant_nll(model, requests, values, held_out=True)[0].sum(1)
+            held_out = self._participant_nll(model, requests, values, held_out=True)[0]
         return [
             self._result(
                 model,
@@ -409,7 +428,7 @@ class Refitter:
                 groups,
                 nll_by_participant[i],
                 n_trials[i],
-                None if held_out is None else float(held_out[i]),
+                None if held_out is None else held_out[i],
             )
             if math.isfinite(nll[i])
             else self.diverged(request)
@@ -624,7 +643,7 @@ class Refitter:
         groups: dict[str, Group],
         nll: np.ndarray,
         n_trials: np.ndarray,
-        held_out_nll: float | None,
+        held_out_nll: np.ndarray | None,
     ) -> Refit:
         """The refit of request ``i``: its equations with their refit coefficients, its
         params, the groups of its pooled values, and its BIC."""
@@ -701,6 +720,29 @@ class Refitter:
             held_out_nll,
             tuple(tiny),
         )
+
+
+def _sharing(term: Term) -> Callable[[Request], Request]:
+    """``request`` with ``term`` (of a per-participant equation) shared by everyone."""
+
+    def change(request: Request) -> Request:
+        absent = {t: mask for t, mask in request.absent.items() if t != term}
+        return replace(request, absent=absent, shared=request.shared | {term})
+
+    return change
+
+
+def _leaving_out(term: Term) -> Callable[[Request], Request]:
+    """``request`` without ``term``, for everyone."""
+    module, powers = term
+
+    def change(request: Request) -> Request:
+        equations = dict(request.equations)
+        equations[module] = without_terms(equations[module], {powers})
+        absent = {t: mask for t, mask in request.absent.items() if t != term}
+        return replace(request, equations=equations, absent=absent)
+
+    return change
 
 
 def _kind(request: Request) -> tuple[bool, bool, bool]:

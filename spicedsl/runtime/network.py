@@ -28,6 +28,15 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 # Activations whose values lie inside [-CLIP, CLIP] already: clipping them changes nothing.
 WITHIN_CLIP = frozenset({"sigmoid", "tanh"})
+# While a network trains, each new value of a learnable module beyond +-VALUE_RANGE adds
+# RANGE_PENALTY * (|value| - VALUE_RANGE)^2 to its loss (per choice, summed over the
+# modules and actions). The choices cannot pin a state's scale or offset where an inverse
+# temperature multiplies it, and a network left to drift there saturates the tanh units of
+# its modules: at values near -89 they no longer see the value, and the network learns
+# only the last reward (Rescorla-Wagner, data seed 5). The penalty pulls it back along
+# that free direction at no cost in the choices, and within the range it is exactly 0.
+VALUE_RANGE = 10.0
+RANGE_PENALTY = 0.1
 
 
 @dataclass(frozen=True)
@@ -388,6 +397,9 @@ class BaseRNN(nn.Module):
         # Set only inside running(): each param's value and each module's hidden bias.
         self._param_values: dict[str, torch.Tensor] | None = None
         self._hidden_biases: dict[str, torch.Tensor] | None = None
+        # After a forward pass in training mode: each member's sum of (|value| -
+        # VALUE_RANGE)^2 over its modules' new values beyond the range, per choice.
+        self.beyond_range: torch.Tensor | None = None
 
     def set_participant_values(
         self, values: Mapping[str, Sequence[float] | np.ndarray], learnable: bool = False
@@ -517,6 +529,11 @@ class BaseRNN(nn.Module):
         if spec.activation not in WITHIN_CLIP:
             # The same as clamp, with a backward pass of one operation instead of several.
             new = nn.functional.hardtanh(new, -CLIP, CLIP)
+        if self.beyond_range is not None:
+            beyond = nn.functional.relu(new.abs() - VALUE_RANGE)
+            if mask is not None:
+                beyond = beyond * mask
+            self.beyond_range = self.beyond_range + beyond.square().view(self.members, -1).sum(1)
         if self.recordings is not None:
             self._record(name, value, new, features[:, 1:].view(*value.shape, len(inputs)), mask)
         return new if mask is None else torch.where(mask, new, value)
@@ -635,6 +652,7 @@ class BaseRNN(nn.Module):
         batch_size = chosen.shape[1]
         present = chosen.any(-1, keepdim=True)  # (trials, batch, 1)
         some_absent = (~present).any(1).flatten().tolist()
+        self.beyond_range = torch.zeros(self.members, device=self.device) if self.training else None
         with self.running(participants):
             state = self.initial_state(batch_size)
             logits = []
@@ -653,6 +671,8 @@ class BaseRNN(nn.Module):
                     for name, value in state.items():
                         history[name].append(value)
             self._present = None
+        if self.beyond_range is not None:
+            self.beyond_range = self.beyond_range / (len(trials) * batch_size / self.members)
         stacked = torch.stack(logits)
         if return_states:
             return stacked, {name: torch.stack(values) for name, values in history.items()}

@@ -11,7 +11,7 @@ import torch
 
 from spicedsl.errors import FitError
 from spicedsl.runtime.batch import IGNORE, Batch, member_subset
-from spicedsl.runtime.network import BaseRNN
+from spicedsl.runtime.network import RANGE_PENALTY, BaseRNN
 from spicedsl.runtime.pooling import Group, group_spreads, median_error, pseudo_observations
 from spicedsl.runtime.progress import Progress
 from spicedsl.settings import FitSettings
@@ -137,6 +137,7 @@ def train_network(
                 and not work.has_dropout
             )
             logits = work(train.trials, train.chosen, train.participants)
+            beyond_range = work.beyond_range
             losses = member_nll(logits, train.targets, work.members)
             values = losses.detach().double().cpu().numpy()
             monitored = values
@@ -156,7 +157,7 @@ def train_network(
                 best_epoch[active[improved]] = epoch + 1
                 _copy_members(best_state, net, work, active, improved)
             optimizer.zero_grad()
-            losses.sum().backward()
+            (losses + RANGE_PENALTY * beyond_range).sum().backward()
             if not np.isfinite(values).all() or not _gradients_finite(work):
                 raise FitError(
                     f"training diverged at epoch {epoch + 1}: {_first_non_finite(work)}; "
