@@ -98,7 +98,8 @@ class Request:
     :meth:`Refitter.choose_participant_terms`) and is scored on it.
 
     A precise refit pools the per-participant values: it estimates their groups,
-    starting from the spreads of ``start``, or, with ``keep_groups``, keeps those.
+    starting from the spreads of ``start``, or, with ``keep_groups``, keeps those. With
+    ``hold_shared``, the values shared by everyone stay at their starts.
 
     The refit starts from the params that network learnt and the candidates'
     coefficients, or, with ``start``, from that refit of a model close to this one: its
@@ -114,6 +115,7 @@ class Request:
     shared: frozenset[Term] = frozenset()
     fold: int | None = None
     keep_groups: bool = False
+    hold_shared: bool = False
 
     def key(self) -> tuple:
         equations = tuple(
@@ -121,7 +123,16 @@ class Request:
         )
         absent = tuple((term, mask.tobytes()) for term, mask in sorted(self.absent.items()))
         shared = tuple(sorted(self.shared))
-        return self.member, equations, absent, self.precise, shared, self.fold, self.keep_groups
+        return (
+            self.member,
+            equations,
+            absent,
+            self.precise,
+            shared,
+            self.fold,
+            self.keep_groups,
+            self.hold_shared,
+        )
 
 
 @dataclass(frozen=True)
@@ -280,7 +291,7 @@ class Refitter:
         """``final`` with each term of its per-participant equations shared by everyone
         (one value) unless the participants' own values predict held-out choices
         better; and, of the terms left each participant's own, each participant's value
-        set to 0 where 0 predicts that participant's held-out choices at least as well.
+        set to 0 unless it pays for itself in that participant's BIC.
 
         A term whose pooled spread is at its floor (the participants differ no more
         than the noise of their own data explains) is shared. For the others, each
@@ -293,11 +304,15 @@ class Refitter:
         error of that sum (from the folds' differences). The model so chosen is refit
         precisely.
 
-        Then each term still each participant's own is left out in the same way, and a
-        participant lacks it (coefficient 0) when their held-out NLL without it, summed
-        over the folds, is no higher than with their own value. A participant with few
-        choices keeps a value near the group's, which 0 does not beat unless the group's
-        is near 0 too.
+        Then each term left each participant's own whose group spans 0 (its mean is
+        within one spread of 0, or it is not pooled) is a term that some participants may
+        lack, as a term of any equation may be: the model without it is refit, with the
+        values everyone shares held (so that one participant's loss does not move the
+        others' fit), and a participant lacks it (coefficient 0) unless their own value
+        pays for itself in their own BIC (twice the NLL of their training choices falls
+        by more than the log of their number). Where the group's values all lie on one
+        side of 0, every participant keeps their own: 0 would take one with few choices
+        far from the group.
         """
         if final.participant_nll is None:  # the refit diverged
             return final
@@ -322,14 +337,20 @@ class Refitter:
                 final.equations, absent, member, final, True, final.shared | frozenset(shared)
             )
             chosen = refit if refit.bic < math.inf else final
-        own = [t for t in differing if t not in shared]
+        own = [t for t in differing if t not in shared and _spans_zero(chosen.groups.get(t))]
         if not own:
             return chosen
-        nll = self._held_out_nll(chosen, [_leaving_out(t) for t in own], rng, member).sum(1)
+        base = Request(member, chosen.equations, chosen.absent, chosen, True, chosen.shared)
+        nll, n_trials = chosen.participant_nll
+        without = self.refit_all(
+            [replace(_leaving_out(t)(base), keep_groups=True, hold_shared=True) for t in own]
+        )
         absent = dict(chosen.absent)
-        for k, term in enumerate(own):
-            lacking = nll[1 + k] <= nll[0]
-            if lacking.any() and not lacking.all():
+        for term, fit in zip(own, without, strict=True):
+            if fit.participant_nll is None:  # the refit diverged: the term is needed
+                continue
+            lacking = 2 * (fit.participant_nll[0] - nll) <= np.log(np.maximum(n_trials, 1))
+            if lacking.any():
                 absent[term] = absent.get(term, np.zeros(self.n_participants, bool)) | lacking
         if len(absent) == len(chosen.absent):
             return chosen
@@ -483,7 +504,9 @@ class Refitter:
                 if param not in self.per_participant_params:
                     rows = [[np.mean(row)] for row in rows]
                 starts[param] = np.array(rows, dtype=float)
-                held[param] = np.zeros(starts[param].shape, dtype=bool)
+                held[param] = np.array([[r.hold_shared] for r in requests]) & (
+                    param not in self.per_participant_params
+                )
                 continue
             module, powers = model.coefficients[param]
             width = self.n_participants if model.per_participant[module] else 1
@@ -504,6 +527,8 @@ class Refitter:
                 lacking = request.absent.get((module, powers), np.zeros(width, dtype=bool))
                 starts[param][i] = np.where(lacking, 0.0, value)
                 held[param][i] = lacking | bool((value == 1).all())
+                if request.hold_shared and (width == 1 or (module, powers) in request.shared):
+                    held[param][i] = True
         return starts, held
 
     def _fit(
@@ -805,6 +830,18 @@ def _beats(better: np.ndarray, simpler: np.ndarray) -> bool:
         return True
     gain = simpler - better
     return bool(gain.sum() > np.sqrt(len(gain) * gain.var(ddof=1)))
+
+
+def _spans_zero(group: GroupValue | None) -> bool:
+    """Whether a pooled group's values span 0: its mean is within one spread of 0 (always,
+    for values not pooled).
+
+    >>> _spans_zero(GroupValue(-0.25, 0.48, -0.25, "value", False)), _spans_zero(None)
+    (True, True)
+    >>> _spans_zero(GroupValue(0.8, 0.1, 0.8, "value", False))
+    False
+    """
+    return group is None or abs(group.mean) < group.spread
 
 
 def _group_rows(group: Group, rows: np.ndarray) -> Group:
