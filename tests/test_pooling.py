@@ -116,7 +116,10 @@ def test_pooling_shrinks_a_participant_with_few_trials_toward_the_group_more(une
     assert np.abs(pooled[others] - own[others]).max() < 0.15
 
 
-# The values the fit gave before pooling existed (epochs 5, validation 0, digits 8).
+# The values the fit gave before pooling existed (epochs 5, validation 0, digits 8). The
+# refits that choose among structures now stop earlier, and the model kept is refit from
+# where they stop: its values agree to 0.5 % (a participant with 30 choices leaves the
+# likelihood flat along alpha and beta).
 UNPOOLED = {
     "alpha": [0.34582618, 0.40176842, 0.30411358, 0.31211965, 0.36816454, 0.21481895,
               0.91079914, 0.86184207],
@@ -130,10 +133,10 @@ def test_pooling_off_gives_each_participant_the_values_their_own_choices_give(un
     result = api.fit(
         INDIVIDUAL, data, progress=False, epochs=5, validation=0.0, digits=8, pooling=0
     )
-    assert result.participant_table == UNPOOLED
+    assert result.participant_table == {k: pytest.approx(v, rel=5e-3) for k, v in UNPOOLED.items()}
     assert result.participant_groups == {}
     pooled = api.fit(INDIVIDUAL, data, progress=False, epochs=5, validation=0.0, digits=8)
-    assert pooled.participant_table != UNPOOLED
+    assert pooled.participant_table != {k: pytest.approx(v, rel=1e-2) for k, v in UNPOOLED.items()}
     assert set(pooled.participant_groups) == {"alpha", "beta"}
 
 

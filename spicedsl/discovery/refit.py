@@ -504,9 +504,10 @@ class Refitter:
                 if param not in self.per_participant_params:
                     rows = [[np.mean(row)] for row in rows]
                 starts[param] = np.array(rows, dtype=float)
-                held[param] = np.array([[r.hold_shared] for r in requests]) & (
-                    param not in self.per_participant_params
-                )
+                hold = [
+                    r.hold_shared and param not in self.per_participant_params for r in requests
+                ]
+                held[param] = np.zeros(starts[param].shape, dtype=bool) | np.c_[hold]
                 continue
             module, powers = model.coefficients[param]
             width = self.n_participants if model.per_participant[module] else 1
