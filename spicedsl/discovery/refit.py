@@ -99,7 +99,8 @@ class Request:
 
     A precise refit pools the per-participant values: it estimates their groups,
     starting from the spreads of ``start``, or, with ``keep_groups``, keeps those. With
-    ``hold_shared``, the values shared by everyone stay at their starts.
+    ``hold_shared``, the values shared by everyone (in effect, for a pooled param whose
+    spread is at its floor) stay at those of ``start``.
 
     The refit starts from the params that network learnt and the candidates'
     coefficients, or, with ``start``, from that refit of a model close to this one: its
@@ -504,9 +505,7 @@ class Refitter:
                 if param not in self.per_participant_params:
                     rows = [[np.mean(row)] for row in rows]
                 starts[param] = np.array(rows, dtype=float)
-                hold = [
-                    r.hold_shared and param not in self.per_participant_params for r in requests
-                ]
+                hold = [r.hold_shared and _shared_param(r.start, param) for r in requests]
                 held[param] = np.zeros(starts[param].shape, dtype=bool) | np.c_[hold]
                 continue
             module, powers = model.coefficients[param]
@@ -795,6 +794,15 @@ def _param_start(start: Refit | None, param: str) -> list[float] | None:
     if start is None:
         return None
     return start.participant_params.get(param) or [start.params[param]]
+
+
+def _shared_param(start: Refit | None, param: str) -> bool:
+    """Whether ``param`` has one value for everyone in the refit ``start``: it is not per
+    participant, or pooling found no difference between the participants."""
+    if start is None or param not in start.participant_params:
+        return True
+    group = start.groups.get(param)
+    return group is not None and group.floored
 
 
 def _powers(equation: DiscoveredEquation) -> list[Powers]:
