@@ -232,6 +232,32 @@ def test_a_term_is_each_participants_own_only_where_that_predicts_held_out_choic
     assert keeps[[1, 3]].max() < keeps[[0, 2]].min() - 0.1
 
 
+def test_a_participant_lacks_a_term_their_own_choices_do_not_pay_for(tmp_path):
+    # Participants 1-3 learn at 0.5 from either outcome (no value x reward term);
+    # participants 4-6 at 0.8 after a reward and 0.2 after none (value x reward -0.6).
+    rows = "".join(f"{i},{0.5 if i <= 3 else 0.8},{0.5 if i <= 3 else 0.2}\n" for i in range(1, 7))
+    (tmp_path / "table.csv").write_text("participant,alpha_reward,alpha_no_reward\n" + rows)
+    dataset, _ = api.simulate(
+        EXAMPLES / "individual_differences_truth.spice", 60, 100, seed=7,
+        param_table=tmp_path / "table.csv",
+    )  # fmt: skip
+    starts = {"beta_reward": np.full((1, 6), 3.0)}
+    refit = refitter(EXAMPLES / "individual_differences.spice", dataset, starts)
+    equations = {
+        "x_value_reward_chosen": equation(
+            "x_value_reward_chosen", "x_value_reward", {X: 0.6, R: 0.4, X + R: -0.3}, 6
+        ),
+        "x_value_reward_not_chosen": equation(
+            "x_value_reward_not_chosen", "x_value_reward", {ONE: 0.1, X: 0.8}, 6
+        ),
+    }
+    final = refit.refit(equations, precise=True)
+    chosen = refit.choose_participant_terms(final, np.random.default_rng(0))
+    learning = chosen.equations["x_value_reward_chosen"]
+    interaction = np.array(learning.per_participant)[:, [p for _, p in learning.terms].index(X + R)]
+    assert (interaction[:3] == 0).all() and (interaction[3:] < -0.3).all(), interaction
+
+
 DRIFT = """\
 model drift
 state x_value_reward = 0.5

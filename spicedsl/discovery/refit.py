@@ -36,9 +36,9 @@ from spicedsl.semantics.lower import lower
 MAX_COEFFICIENT = 1e4
 # How far refits go: (most iterations, tolerance on the change of the mean NLL). Those
 # that choose among candidates need a BIC within a fraction of a unit (1e-6 of the mean
-# NLL is 0.02 units of BIC at 10,000 choices), and so do those that leave out a fold
-# (they start from the same model refit to every choice, and are compared by their
-# held-out NLL); the model kept (a precise request) is refit to convergence.
+# NLL is 0.02 units of BIC at 10,000 choices), and so do those that choose each
+# participant's terms with the groups kept (compared by their held-out NLL, or by each
+# participant's NLL); the model kept (a precise request) is refit to convergence.
 CHOOSING = (30, 1e-6)
 PRECISE = (100, 1e-11)
 # The coefficient every term of a combined equation model is written with: neither 0
@@ -305,15 +305,12 @@ class Refitter:
         error of that sum (from the folds' differences). The model so chosen is refit
         precisely.
 
-        Then each term left each participant's own whose group spans 0 (its mean is
-        within one spread of 0, or it is not pooled) is a term that some participants may
+        Then each term left each participant's own is a term that some participants may
         lack, as a term of any equation may be: the model without it is refit, with the
         values everyone shares held (so that one participant's loss does not move the
         others' fit), and a participant lacks it (coefficient 0) unless their own value
         pays for itself in their own BIC (twice the NLL of their training choices falls
-        by more than the log of their number). Where the group's values all lie on one
-        side of 0, every participant keeps their own: 0 would take one with few choices
-        far from the group.
+        by more than the log of their number).
         """
         if final.participant_nll is None:  # the refit diverged
             return final
@@ -338,7 +335,7 @@ class Refitter:
                 final.equations, absent, member, final, True, final.shared | frozenset(shared)
             )
             chosen = refit if refit.bic < math.inf else final
-        own = [t for t in differing if t not in shared and _spans_zero(chosen.groups.get(t))]
+        own = [t for t in differing if t not in shared]
         if not own:
             return chosen
         base = Request(member, chosen.equations, chosen.absent, chosen, True, chosen.shared)
@@ -547,7 +544,8 @@ class Refitter:
         net = self._network(model, len(requests), starts)
         batch = self._batch(requests)
         first = requests[0]
-        iterations, tolerance = PRECISE if first.precise and first.fold is None else CHOOSING
+        final = first.precise and first.fold is None and not first.keep_groups
+        iterations, tolerance = PRECISE if final else CHOOSING
         tied = {
             param: np.array([(module, powers) in r.shared for r in requests])
             for param, (module, powers) in model.coefficients.items()
@@ -839,18 +837,6 @@ def _beats(better: np.ndarray, simpler: np.ndarray) -> bool:
         return True
     gain = simpler - better
     return bool(gain.sum() > np.sqrt(len(gain) * gain.var(ddof=1)))
-
-
-def _spans_zero(group: GroupValue | None) -> bool:
-    """Whether a pooled group's values span 0: its mean is within one spread of 0 (always,
-    for values not pooled).
-
-    >>> _spans_zero(GroupValue(-0.25, 0.48, -0.25, "value", False)), _spans_zero(None)
-    (True, True)
-    >>> _spans_zero(GroupValue(0.8, 0.1, 0.8, "value", False))
-    False
-    """
-    return group is None or abs(group.mean) < group.spread
 
 
 def _group_rows(group: Group, rows: np.ndarray) -> Group:
