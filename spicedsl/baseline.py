@@ -203,6 +203,7 @@ class GRUBaseline(nn.Module):
 
     #: One network, not an ensemble (training reads this as it reads a generated model's).
     members = 1
+    beyond_range = None  # no learnt state to keep within range (see BaseRNN.beyond_range)
 
     @property
     def has_dropout(self) -> bool:

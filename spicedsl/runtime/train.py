@@ -157,7 +157,9 @@ def train_network(
                 best_epoch[active[improved]] = epoch + 1
                 _copy_members(best_state, net, work, active, improved)
             optimizer.zero_grad()
-            (losses + RANGE_PENALTY * beyond_range).sum().backward()
+            if beyond_range is not None:
+                losses = losses + RANGE_PENALTY * beyond_range
+            losses.sum().backward()
             if not np.isfinite(values).all() or not _gradients_finite(work):
                 raise FitError(
                     f"training diverged at epoch {epoch + 1}: {_first_non_finite(work)}; "
