@@ -95,29 +95,6 @@ def test_the_empty_equation_is_a_candidate():
     assert candidates[0].terms != () and any(c.terms == () for c in candidates)
 
 
-def test_the_values_offset_moves_to_the_module_where_it_scores_best():
-    # A network offset its values by d = -1: the truth's {v, r} and {1, v} (0.7 v + 0.3 r;
-    # 0.8 v + 0.1) became {1, v, r} and {v} (0.7 v + 0.3 r - 0.3; 0.8 v - 0.1 + 0.1 = 0.8 v).
-    v, r = (("v", 1),), (("r", 1),)
-    chosen = DiscoveredEquation("c", "v", ((-0.3, ()), (0.7, v), (0.3, r)), 10)
-    unchosen = DiscoveredEquation("n", "v", ((0.8, v),), 10)
-    candidates = {"c": [chosen], "n": [unchosen]}
-
-    def score(options):  # the truth's structure best: each module's constant costs 2
-        return [2 * (() in _powers(eqs["c"])) + 2 * (() not in _powers(eqs["n"]))
-                for _, eqs, _ in options]  # fmt: skip
-
-    [best] = select_equations([candidates], score)
-    assert _powers(best["c"]) == [v, r] and _powers(best["n"]) == [(), v]
-    # Shifted by d = -0.3 / (1 - 0.7) = -1, the unchosen update's constant is (0.8 - 1) d.
-    assert best["n"].terms[0][0] == pytest.approx(0.2)
-    assert best["c"].terms == ((0.7, v), (0.3, r))
-
-
-def _powers(equation: DiscoveredEquation) -> list:
-    return [powers for _, powers in equation.terms]
-
-
 def test_select_equations_keeps_what_the_score_prefers():
     def equation(n: int) -> DiscoveredEquation:
         return DiscoveredEquation("m", "v", tuple((1.0, (("v", i),)) for i in range(n)), 10)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 
 import numpy as np
 
-from spicedsl.discovery.equation import DiscoveredEquation, Powers, without_terms
+from spicedsl.discovery.equation import DiscoveredEquation
 
 Combination = dict[str, DiscoveredEquation]
 #: Scores combinations, each for one network: ``[(network, combination, near), ...]`` ->
@@ -35,42 +34,14 @@ def select_equations(
     a start whose refit diverges, every single change may diverge too, and the descent
     would be stuck.
 
-    The descent changes one module at a time, so it cannot move a constant from one
-    module to another; after it, the values' free offset is moved where it scores best
-    (:func:`_move_offsets`), and the descent goes on from there.
-
     The networks go through the descent side by side: each step scores the options of
     every network that is still moving in one call, so that they can be fitted together.
     """
     chosen = [{name: options[0] for name, options in own.items()} for own in candidates]
     scored: set[int] = set()  # the networks whose current combination has a finite score
-    _descend(chosen, candidates, score, scored, list(range(len(candidates))))
-    moved = _move_offsets(chosen, score)
-    # The moved equations join the candidates, so that the descent can keep them.
-    candidates = [
-        {
-            name: [*options, *([chosen[n][name]] if n in moved else [])]
-            for name, options in own.items()
-        }
-        for n, own in enumerate(candidates)
-    ]
-    _descend(chosen, candidates, score, scored, moved)
-    return chosen
-
-
-def _descend(
-    chosen: list[Combination],
-    candidates: Sequence[dict[str, list[DiscoveredEquation]]],
-    score: Scorer,
-    scored: set[int],
-    moving: list[int],
-) -> None:
-    """The coordinate descent of :func:`select_equations`, from ``chosen`` (changed in
-    place) for the networks ``moving``."""
+    moving = list(range(len(candidates)))
     modules = list(candidates[0]) if candidates else []
     for _ in range(MAX_SWEEPS):
-        if not moving:
-            break
         changed = set()
         for name in modules:
             asked = [
@@ -98,83 +69,9 @@ def _descend(
                 scored.update(stuck)
                 changed.update(stuck)
         moving = sorted(changed)
-
-
-def _move_offsets(chosen: list[Combination], score: Scorer) -> list[int]:
-    """Move the free offset of a state's values to where it scores best, for each network
-    (``chosen`` changed in place); the networks whose combination changed.
-
-    Choices do not change when every action's value moves by the same amount, and a
-    learnt state is anchored only by its initial value: a network may offset its values,
-    and its equations then carry a constant that the truth lacks, in one module or
-    another. Moving a constant between two modules changes both at once, which the
-    descent, one module at a time, cannot do. The options (see :func:`_offset_moves`)
-    are scored beside the combination itself, which stays unless one beats it.
-    """
-    options = [[own, *_offset_moves(own)] for own in chosen]
-    values = iter(score([(n, c, None) for n, own in enumerate(options) for c in own]))
-    moved = []
-    for n, own in enumerate(options):
-        best = int(np.argmin([next(values) for _ in own]))
-        if best:
-            chosen[n] = own[best]
-            moved.append(n)
-    return moved
-
-
-def _offset_moves(combination: Combination) -> list[Combination]:
-    """For each module of ``combination`` with a constant and a self-coefficient ``a``
-    other than 1: the combination with the state shifted by the offset ``d = c / (1 -
-    a)`` that removes that constant ``c``. Every other module of the same state then has
-    the constant ``c' + (a' - 1) d`` (its own ``c'`` and ``a'``; a module without a
-    constant gets one)."""
-    moves = []
-    for name, equation in combination.items():
-        slope = 1 - _coefficients(equation, ((equation.target, 1),))
-        if not _has(equation, ONE) or np.any(slope == 0):
-            continue
-        offset = _coefficients(equation, ONE) / slope
-        moved = {name: without_terms(equation, {ONE})}
-        for other, theirs in combination.items():
-            if other != name and theirs.target == equation.target:
-                own = _coefficients(theirs, ((theirs.target, 1),))
-                shift = offset if theirs.per_participant else np.mean(offset)
-                constant = _coefficients(theirs, ONE) + (own - 1) * shift
-                moved[other] = _with_constant(theirs, constant)
-        if len(moved) > 1:
-            moves.append({**combination, **moved})
-    return moves
-
-
-ONE: Powers = ()  # the constant term
-
-
-def _has(equation: DiscoveredEquation, powers: Powers) -> bool:
-    return any(p == powers for _, p in equation.terms)
-
-
-def _coefficients(equation: DiscoveredEquation, powers: Powers) -> np.ndarray:
-    """The coefficient of the term ``powers`` (0 without it): one per participant for a
-    per-participant equation, else one."""
-    for i, (coefficient, p) in enumerate(equation.terms):
-        if p == powers:
-            rows = equation.per_participant
-            return np.array([row[i] for row in rows]) if rows else np.array([coefficient])
-    return np.zeros(len(equation.per_participant or [()]))
-
-
-def _with_constant(equation: DiscoveredEquation, constant: np.ndarray) -> DiscoveredEquation:
-    """``equation`` with its constant term (added first if it has none) set to
-    ``constant`` (one value per participant for a per-participant equation)."""
-    equation = without_terms(equation, {ONE})
-    rows = equation.per_participant
-    return replace(
-        equation,
-        terms=((float(np.mean(constant)), ONE), *equation.terms),
-        per_participant=tuple((float(c), *row) for c, row in zip(constant, rows, strict=True))
-        if rows
-        else None,
-    )
+        if not moving:
+            break
+    return chosen
 
 
 MAX_SWEEPS = 3
