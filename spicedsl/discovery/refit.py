@@ -348,6 +348,7 @@ class Refitter:
             if fit.participant_nll is None:  # the refit diverged: the term is needed
                 continue
             lacking = 2 * (fit.participant_nll[0] - nll) <= np.log(np.maximum(n_trials, 1))
+            lacking &= n_trials > 0  # one without training choices keeps the group's value
             if lacking.any():
                 absent[term] = absent.get(term, np.zeros(self.n_participants, bool)) | lacking
         if len(absent) == len(chosen.absent):
