@@ -233,6 +233,24 @@ def test_padded_trials_do_not_change_the_loss(name: str) -> None:
     assert torch.equal(loss_of(changed, altered), loss_of(logits, batch))
 
 
+def test_training_measures_how_far_module_values_leave_the_range() -> None:
+    batch = make_batch(random_dataset(np.random.default_rng(4), [10, 10], n_actions=2))
+    net = load_model(EXAMPLES / "rescorla_wagner.spice", n_actions=2).train()
+    with torch.no_grad():
+        for module in net.nets.values():
+            module.out_weight.zero_()
+            module.out_bias.fill_(0.25)
+    # Every value gains 0.25 a trial (one of its two modules updates it), from 0.5: it
+    # stays within 10 for 38 trials.
+    net(batch.trials, batch.chosen, batch.participants)
+    assert net.beyond_range.tolist() == [0.0]
+    net(batch.trials * 6, batch.chosen.repeat(6, 1, 1), batch.participants)
+    assert net.beyond_range.item() > 0
+    net.eval()
+    net(batch.trials, batch.chosen, batch.participants)
+    assert net.beyond_range is None
+
+
 def test_recording_keeps_only_the_entries_of_a_chosen_filter_with_a_condition() -> None:
     text = (
         "model m\nstate x = 0.5\ncontrol c_reward = data.reward\n"
