@@ -328,33 +328,36 @@ class Refitter:
             nll = self._held_out_nll(final, [_sharing(t) for t in differing], rng, member)
             folds = nll.sum(2)
             shared |= {t for k, t in enumerate(differing) if not _beats(folds[0], folds[1 + k])}
-        chosen = final
-        if shared:
-            absent = {t: m for t, m in final.absent.items() if t not in shared}
-            refit = self.refit(
-                final.equations, absent, member, final, True, final.shared | frozenset(shared)
-            )
-            chosen = refit if refit.bic < math.inf else final
+        absent = {t: m for t, m in final.absent.items() if t not in shared}
+        shared_now = final.shared | shared
         own = [t for t in differing if t not in shared]
-        if not own:
-            return chosen
-        base = Request(member, chosen.equations, chosen.absent, chosen, True, chosen.shared)
-        nll, n_trials = chosen.participant_nll
-        without = self.refit_all(
-            [replace(_leaving_out(t)(base), keep_groups=True, hold_shared=True) for t in own]
+        if own:
+            # These refits choose (the groups of ``final`` kept); only the model chosen
+            # is refit precisely, once.
+            start = final
+            if shared:
+                request = Request(member, final.equations, absent, final, True, shared_now)
+                fit = self.refit_all([replace(request, keep_groups=True)])[0]
+                start = final if fit.participant_nll is None else fit
+            base = Request(member, final.equations, absent, start, True, shared_now)
+            without = self.refit_all(
+                [replace(_leaving_out(t)(base), keep_groups=True, hold_shared=True) for t in own]
+            )
+            nll, n_trials = start.participant_nll
+            for term, fit in zip(own, without, strict=True):
+                if fit.participant_nll is None:  # the refit diverged: the term is needed
+                    continue
+                lacking = 2 * (fit.participant_nll[0] - nll) <= np.log(np.maximum(n_trials, 1))
+                lacking &= n_trials > 0  # one without training choices keeps the group's
+                if lacking.any():
+                    absent[term] = absent.get(term, np.zeros(self.n_participants, bool)) | lacking
+        unchanged = absent.keys() == final.absent.keys() and all(
+            (absent[t] == final.absent[t]).all() for t in absent
         )
-        absent = dict(chosen.absent)
-        for term, fit in zip(own, without, strict=True):
-            if fit.participant_nll is None:  # the refit diverged: the term is needed
-                continue
-            lacking = 2 * (fit.participant_nll[0] - nll) <= np.log(np.maximum(n_trials, 1))
-            lacking &= n_trials > 0  # one without training choices keeps the group's value
-            if lacking.any():
-                absent[term] = absent.get(term, np.zeros(self.n_participants, bool)) | lacking
-        if len(absent) == len(chosen.absent):
-            return chosen
-        refit = self.refit(chosen.equations, absent, member, chosen, True, chosen.shared)
-        return refit if refit.bic < math.inf else chosen
+        if not shared and unchanged:
+            return final
+        chosen = self.refit(final.equations, absent, member, final, True, shared_now)
+        return chosen if chosen.bic < math.inf else final
 
     def _held_out_nll(
         self,

@@ -398,8 +398,10 @@ class BaseRNN(nn.Module):
         self._param_values: dict[str, torch.Tensor] | None = None
         self._hidden_biases: dict[str, torch.Tensor] | None = None
         # After a forward pass in training mode: each member's sum of (|value| -
-        # VALUE_RANGE)^2 over its modules' new values beyond the range, per choice.
+        # VALUE_RANGE)^2 over its modules' new values beyond the range, per choice; during
+        # it, those new values and the entries they are written to.
         self.beyond_range: torch.Tensor | None = None
+        self._written: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
     def set_participant_values(
         self, values: Mapping[str, Sequence[float] | np.ndarray], learnable: bool = False
@@ -529,11 +531,8 @@ class BaseRNN(nn.Module):
         if spec.activation not in WITHIN_CLIP:
             # The same as clamp, with a backward pass of one operation instead of several.
             new = nn.functional.hardtanh(new, -CLIP, CLIP)
-        if self.beyond_range is not None:
-            beyond = nn.functional.relu(new.abs() - VALUE_RANGE)
-            if mask is not None:
-                beyond = beyond * mask
-            self.beyond_range = self.beyond_range + beyond.square().view(self.members, -1).sum(1)
+        if self._written is not None:
+            self._written.append((new, mask))
         if self.recordings is not None:
             self._record(name, value, new, features[:, 1:].view(*value.shape, len(inputs)), mask)
         return new if mask is None else torch.where(mask, new, value)
@@ -652,7 +651,7 @@ class BaseRNN(nn.Module):
         batch_size = chosen.shape[1]
         present = chosen.any(-1, keepdim=True)  # (trials, batch, 1)
         some_absent = (~present).any(1).flatten().tolist()
-        self.beyond_range = torch.zeros(self.members, device=self.device) if self.training else None
+        self._written = [] if self.training else None
         with self.running(participants):
             state = self.initial_state(batch_size)
             logits = []
@@ -671,12 +670,34 @@ class BaseRNN(nn.Module):
                     for name, value in state.items():
                         history[name].append(value)
             self._present = None
-        if self.beyond_range is not None:
-            self.beyond_range = self.beyond_range / (len(trials) * batch_size / self.members)
+        self.beyond_range = self._excess(self._written, len(trials) * batch_size)
+        self._written = None
         stacked = torch.stack(logits)
         if return_states:
             return stacked, {name: torch.stack(values) for name, values in history.items()}
         return stacked
+
+    def _excess(
+        self, written: list[tuple[torch.Tensor, torch.Tensor | None]] | None, entries: int
+    ) -> torch.Tensor | None:
+        """Each member's summed ``(|value| - VALUE_RANGE)^2`` of the ``written`` values
+        beyond the range (on the entries their masks select), per one of ``entries``
+        sessions' trials; None for None. All at once after the trials: a few operations
+        on stacked values rather than several for every module on every trial."""
+        if written is None:
+            return None
+        if not written:
+            return torch.zeros(self.members, device=self.device)
+        values = torch.stack([value for value, _ in written])
+        masks = torch.stack(
+            [
+                torch.ones_like(v, dtype=torch.bool) if m is None else m.expand_as(v)
+                for v, m in written
+            ]
+        )
+        beyond = nn.functional.relu(values.abs() - VALUE_RANGE) * masks
+        per_member = beyond.square().view(len(written), self.members, -1).sum((0, 2))
+        return per_member / (entries / self.members)
 
     # -- recording for the equation stage ------------------------------------------------
     def start_recording(self, trials: torch.Tensor | None = None) -> None:
