@@ -15,7 +15,7 @@ per-participant equations are each participant's own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -81,8 +81,8 @@ class Refit:
     shared: frozenset[Term] = frozenset()
     # The groups of the pooled values: by term for coefficients, by name for params.
     groups: dict[Term | str, GroupValue] = field(default_factory=dict)
-    # Refit without a fold: the summed NLL of each participant's choices in the fold.
-    held_out_nll: np.ndarray | None = None
+    # Refit without a fold: the summed NLL of the fold's choices.
+    held_out_nll: float | None = None
     # The terms whose refit coefficient fell below their module's threshold (for every
     # participant): the model is not scored (its BIC is infinite) but refit without them.
     tiny: tuple[Term, ...] = ()
@@ -270,7 +270,11 @@ class Refitter:
                 self.done[key] = result
         pruned = {key: request for key, request in new.items() if self.done[key].tiny}
         if pruned:
-            sparser = [_without_tiny(r, self.done[key]) for key, r in pruned.items()]
+            # Each stands for the sparser model without its tiny terms, refit from there.
+            sparser = [
+                replace(_without(r, self.done[key].tiny), start=self.done[key])
+                for key, r in pruned.items()
+            ]
             for key, result in zip(pruned, self.refit_all(sparser), strict=True):
                 self.done[key] = result
         return [self.done[request.key()] for request in requests]
@@ -325,9 +329,8 @@ class Refitter:
         shared = {t for t in differing if t in final.groups and final.groups[t].floored}
         differing = [t for t in differing if t not in shared]
         if differing:
-            nll = self._held_out_nll(final, [_sharing(t) for t in differing], rng, member)
-            folds = nll.sum(2)
-            shared |= {t for k, t in enumerate(differing) if not _beats(folds[0], folds[1 + k])}
+            nll = self._held_out_nll(final, differing, rng, member)
+            shared |= {t for k, t in enumerate(differing) if not _beats(nll[0], nll[1 + k])}
         absent = {t: m for t, m in final.absent.items() if t not in shared}
         shared_now = final.shared | shared
         own = [t for t in differing if t not in shared]
@@ -341,7 +344,7 @@ class Refitter:
                 start = final if fit.participant_nll is None else fit
             base = Request(member, final.equations, absent, start, True, shared_now)
             without = self.refit_all(
-                [replace(_leaving_out(t)(base), keep_groups=True, hold_shared=True) for t in own]
+                [replace(_without(base, [t]), keep_groups=True, hold_shared=True) for t in own]
             )
             nll, n_trials = start.participant_nll
             for term, fit in zip(own, without, strict=True):
@@ -360,18 +363,20 @@ class Refitter:
         return chosen if chosen.bic < math.inf else final
 
     def _held_out_nll(
-        self,
-        final: Refit,
-        changes: list[Callable[[Request], Request]],
-        rng: np.random.Generator,
-        member: int,
+        self, final: Refit, terms: list[Term], rng: np.random.Generator, member: int
     ) -> np.ndarray:
-        """The held-out NLL of each participant's choices in each fold, ``(variants,
-        FOLDS, participants)``, of ``final``, then of each of its variants that
-        ``changes`` make of its (precise, groups kept) request."""
+        """The held-out NLL of the choices of each fold, ``(variants, FOLDS)``, of
+        ``final``, then of it with each of ``terms`` shared in turn."""
         self._deal_folds(rng)
         base = Request(member, final.equations, final.absent, final, True, final.shared, None, True)
-        variants = [base] + [change(base) for change in changes]
+        variants = [base] + [
+            replace(
+                base,
+                absent={t: m for t, m in final.absent.items() if t != term},
+                shared=final.shared | {term},
+            )
+            for term in terms
+        ]
         # Each variant is refit to every training choice first, and without each fold
         # from there: no variant starts nearer its optimum than another.
         starts = [final, *self.refit_all(variants[1:])]
@@ -380,7 +385,7 @@ class Refitter:
             for fold in range(FOLDS)
             for variant, start in zip(variants, starts, strict=True)
         ]
-        nll = np.zeros((len(variants), FOLDS, self.n_participants))
+        nll = np.zeros((len(variants), FOLDS))
         for i, fit in enumerate(self.refit_all(requests)):
             fold, variant = divmod(i, len(variants))
             nll[variant, fold] = math.inf if fit.held_out_nll is None else fit.held_out_nll
@@ -440,7 +445,7 @@ class Refitter:
         nll_by_participant, n_trials = self._participant_nll(model, requests, values)
         held_out = None
         if any(r.fold is not None for r in requests):
-            held_out = self._participant_nll(model, requests, values, held_out=True)[0]
+            held_out = self._participant_nll(model, requests, values, held_out=True)[0].sum(1)
         return [
             self._result(
                 model,
@@ -451,7 +456,7 @@ class Refitter:
                 groups,
                 nll_by_participant[i],
                 n_trials[i],
-                None if held_out is None else held_out[i],
+                None if held_out is None else float(held_out[i]),
             )
             if math.isfinite(nll[i])
             else self.diverged(request)
@@ -670,7 +675,7 @@ class Refitter:
         groups: dict[str, Group],
         nll: np.ndarray,
         n_trials: np.ndarray,
-        held_out_nll: np.ndarray | None,
+        held_out_nll: float | None,
     ) -> Refit:
         """The refit of request ``i``: its equations with their refit coefficients, its
         params, the groups of its pooled values, and its BIC."""
@@ -749,45 +754,21 @@ class Refitter:
         )
 
 
-def _sharing(term: Term) -> Callable[[Request], Request]:
-    """``request`` with ``term`` (of a per-participant equation) shared by everyone."""
-
-    def change(request: Request) -> Request:
-        absent = {t: mask for t, mask in request.absent.items() if t != term}
-        return replace(request, absent=absent, shared=request.shared | {term})
-
-    return change
-
-
-def _leaving_out(term: Term) -> Callable[[Request], Request]:
-    """``request`` without ``term``, for everyone."""
-    module, powers = term
-
-    def change(request: Request) -> Request:
-        equations = dict(request.equations)
-        equations[module] = without_terms(equations[module], {powers})
-        absent = {t: mask for t, mask in request.absent.items() if t != term}
-        return replace(request, equations=equations, absent=absent)
-
-    return change
-
-
 def _kind(request: Request) -> tuple[bool, bool, bool]:
     """What refits of ``request`` share with the others fitted at once with it: whether
     it is precise, keeps its groups, and leaves out a fold."""
     return request.precise, request.keep_groups, request.fold is not None
 
 
-def _without_tiny(request: Request, result: Refit) -> Request:
-    """``request`` without the terms that ``result``, its refit, found too small to keep;
-    it starts from that refit."""
+def _without(request: Request, dropped: Sequence[Term]) -> Request:
+    """``request`` without the terms ``dropped``, for everyone."""
     equations = {
-        module: without_terms(equation, {p for m, p in result.tiny if m == module})
+        module: without_terms(equation, {p for m, p in dropped if m == module})
         for module, equation in request.equations.items()
     }
-    absent = {term: mask for term, mask in request.absent.items() if term not in result.tiny}
-    shared = frozenset(term for term in request.shared if term not in result.tiny)
-    return replace(request, equations=equations, absent=absent, shared=shared, start=result)
+    absent = {term: mask for term, mask in request.absent.items() if term not in dropped}
+    shared = frozenset(term for term in request.shared if term not in dropped)
+    return replace(request, equations=equations, absent=absent, shared=shared)
 
 
 def _param_start(start: Refit | None, param: str) -> list[float] | None:
