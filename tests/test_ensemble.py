@@ -19,7 +19,7 @@ from spicedsl.discovery.refit import Refit, Refitter, Request
 from spicedsl.discovery.stability import complementary_halves, consensus, stability_selection
 from spicedsl.fitting import _voters
 from spicedsl.frontend import checked_program, load_ir, read_source
-from spicedsl.runtime.batch import IGNORE, make_batch, member_batches
+from spicedsl.runtime.batch import IGNORE, make_batch, member_batches, member_subset
 from spicedsl.runtime.train import TrainingLog, _members_done, train_network
 from spicedsl.semantics.lower import lower
 from spicedsl.settings import FitSettings
@@ -73,6 +73,26 @@ def test_each_member_predicts_what_it_would_alone():
             single = ensemble.member(k)
             expected = single(alone.trials, alone.chosen, alone.participants)
             torch.testing.assert_close(logits[:, k], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_members_of_a_float64_network_compute_in_float64():
+    # Refits run float64 networks and evaluate subsets of their members in line searches;
+    # a float32 copy there moved the gradients by 1e-4 against the whole network's.
+    torch.manual_seed(0)
+    model = EXAMPLES / "individual_differences.spice"
+    ensemble = api.load_model(model, n_participants=2, members=3).double().eval()
+    dataset, _ = api.simulate(
+        EXAMPLES / "individual_differences_truth.spice", 6, 20, seed=1, n_participants=2
+    )
+    stacked = member_batches([np.arange(6)] * 3, make_batch(dataset).double())[0]
+    picked = member_subset(3, np.array([2, 0]), stacked)[0]
+    with torch.no_grad():
+        whole = ensemble(stacked.trials, stacked.chosen, stacked.participants)
+        subset = ensemble.members_subset([2, 0])
+        alone = subset(picked.trials, picked.chosen, picked.participants)
+    assert alone.dtype == torch.float64
+    expected = whole.view(whole.shape[0], 3, 6, -1)[:, [2, 0]].reshape(alone.shape)
+    torch.testing.assert_close(alone, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_every_member_records_its_modules_on_every_session():

@@ -114,8 +114,10 @@ class ModelTorchPrinter(AbstractPythonCodePrinter):
     def _print_clip(self, expr) -> str:
         x, low, high = expr.args
         if low.is_number and high.is_number:
-            clamp = FUNCTIONS["clip"].torch
-            return f"{clamp}({self._print(x)}, {self._print(low)}, {self._print(high)})"
+            # torch.clamp's backward pass takes four operations, hardtanh's one; they
+            # differ only in the gradient at the ends exactly.
+            ends = f"{self._print(low)}, {self._print(high)}"
+            return f"torch.nn.functional.hardtanh({self._print(x)}, {ends})"
         return self._print(sympy.Min(sympy.Max(x, low), high))
 
     def _extreme(self, expr, function: str, bound: str) -> str:

@@ -190,7 +190,8 @@ class Refitter:
         pooling: bool = True,
         self_bound: bool = True,
     ):
-        self.program, self.source, self.train, self.table = program, source, train, table
+        self.program, self.source, self.table = program, source, table
+        self.train = train.double()
         self.n_participants = n_participants
         self.starts, self.sessions = starts, sessions
         self.pooling = pooling and n_participants > 1

@@ -38,6 +38,21 @@ class Batch:
             participants=self.participants.to(device),
         )
 
+    def double(self) -> Batch:
+        """The same batch with its real-valued data in float64, as equation models
+        compute (mixing float32 data into float64 arithmetic converts it anew at every
+        operation)."""
+
+        def converted(values: torch.Tensor) -> torch.Tensor:
+            return values.double() if values.is_floating_point() else values
+
+        return Batch(
+            trials=[{k: converted(v) for k, v in trial.items()} for trial in self.trials],
+            chosen=self.chosen,
+            targets=self.targets,
+            participants=self.participants,
+        )
+
     def predicting(self, trials: np.ndarray) -> Batch:
         """The same sessions, with only the choices of ``trials`` to predict.
 

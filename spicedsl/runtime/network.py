@@ -425,10 +425,10 @@ class BaseRNN(nn.Module):
 
     def members_subset(self, indices: Sequence[int]) -> BaseRNN:
         """The ensemble of the members ``indices``, in that order (a copy, in the same
-        training or evaluation mode)."""
+        precision and training or evaluation mode)."""
         subset = type(self)(
             self.n_actions, self.n_participants, self.hidden_size, self.module_dropout, len(indices)
-        )
+        ).to(self.device, self.device_anchor.dtype)
         chosen = torch.as_tensor(indices, device=self.device)
         subset.load_state_dict(
             {
@@ -442,7 +442,7 @@ class BaseRNN(nn.Module):
         )
         for name, raw in self.raw_params._parameters.items():
             subset.raw_params[name].requires_grad_(raw.requires_grad)
-        return subset.to(self.device).train(self.training)
+        return subset.train(self.training)
 
     def member_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """A weight of this network (or a tensor of its shape) as one row per member."""
@@ -619,8 +619,12 @@ class BaseRNN(nn.Module):
         return self.device_anchor.device
 
     def initial_state(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Every state at its initial value, in the network's precision."""
+        anchor = self.device_anchor
         return {
-            name: torch.full((batch_size, self.n_actions), float(value), device=self.device)
+            name: torch.full(
+                (batch_size, self.n_actions), float(value), device=anchor.device, dtype=anchor.dtype
+            )
             for name, value in self.states.items()
         }
 

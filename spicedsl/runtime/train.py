@@ -550,9 +550,16 @@ class _MemberLosses:
         """The loss of the members ``rows`` at ``x[rows]`` and its gradient: the mean NLL
         of their choices, with ``penalised`` the pull toward the start and the prior
         (per choice); else their summed NLL."""
+        return self._evaluate_at(x[torch.as_tensor(rows, device=x.device)], rows, penalised)
+
+    def _evaluate_at(
+        self, values: torch.Tensor, rows: np.ndarray, penalised: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_evaluate` with the params of the members ``rows`` given as ``values``,
+        a row each (a member may appear more than once, at different values)."""
         net, batch = self._subset(rows)
-        index = torch.as_tensor(rows, device=x.device)
-        self.write(net, x[index])
+        index = torch.as_tensor(rows, device=values.device)
+        self.write(net, values)
         named = self._named(net)
         logits = net(batch.trials, batch.chosen, batch.participants)
         nll = member_nll(logits, batch.targets, net.members)
@@ -586,27 +593,33 @@ class _MemberLosses:
         """The groups of the pooled params estimated at ``x``: each participant's values
         and the Laplace approximation of their likelihood there in each value (the
         first and second derivatives of their summed NLL, the second by central
-        differences; each participant's NLL depends on their own values alone, so one
-        pair of evaluations per param gives everyone's) make pseudo-observations, from
-        which :func:`~spicedsl.runtime.pooling.group_spreads` estimates each group."""
-        everyone = np.arange(self.net.members)
-        gradient = self._evaluate(x, everyone, penalised=False)[1]
-        groups = {}
-        for name, mask in entries.items():
-            active = np.asarray(mask, dtype=bool)
-            if not active.any():
-                continue
-            columns = self.columns[name]
+        differences; each participant's NLL depends on their own values alone, so a
+        step of every participant's value of a param gives everyone's, and one pass
+        evaluates the steps of every param) make pseudo-observations, from which
+        :func:`~spicedsl.runtime.pooling.group_spreads` estimates each group."""
+        active = {name: np.asarray(mask, dtype=bool) for name, mask in entries.items()}
+        active = {name: mask for name, mask in active.items() if mask.any()}
+        # x, then x with each param's pooled entries a step up and a step down: all in
+        # one pass, every member once per point.
+        points = [x]
+        for name, mask in active.items():
             step = torch.zeros_like(x)
-            step[:, columns] = CURVATURE_STEP * torch.as_tensor(active, dtype=x.dtype)
-            plus = self._evaluate(x + step, everyone, penalised=False)[1][:, columns]
-            minus = self._evaluate(x - step, everyone, penalised=False)[1][:, columns]
-            curvature = ((plus - minus) / (2 * CURVATURE_STEP)).cpu().numpy()
+            step[:, self.columns[name]] = CURVATURE_STEP * torch.as_tensor(mask, dtype=x.dtype)
+            points += [x + step, x - step]
+        members = self.net.members
+        rows = np.tile(np.arange(members), len(points))
+        gradients = self._evaluate_at(torch.cat(points), rows, penalised=False)[1]
+        gradient, *stepped = gradients.split(members)
+        groups = {}
+        steps = zip(active.items(), stepped[::2], stepped[1::2], strict=True)
+        for (name, mask), plus, minus in steps:
+            columns = self.columns[name]
+            curvature = ((plus - minus)[:, columns] / (2 * CURVATURE_STEP)).cpu().numpy()
             y, variance = pseudo_observations(
-                x[:, columns].cpu().numpy(), gradient[:, columns].cpu().numpy(), curvature, active
+                x[:, columns].cpu().numpy(), gradient[:, columns].cpu().numpy(), curvature, mask
             )
             spread, floored = group_spreads(y, variance)
-            mean = self.pooled_means(x, {name: active})[name]
+            mean = self.pooled_means(x, {name: mask})[name]
             groups[name] = Group(mean, spread, variance, floored)
         return groups
 
