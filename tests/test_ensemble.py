@@ -140,12 +140,21 @@ def test_a_member_predicts_only_its_own_half_of_sessions_that_all_members_run(sm
 
 
 def test_a_member_stops_on_its_own_and_slow_ones_at_a_budget():
-    converged = np.array([True, False])
-    assert _members_done(converged, np.zeros(4, dtype=int), 100).tolist() == [True, False]
-    # Half of the members stopped by epoch 30: the rest stop at epoch 45.
+    settled, fresh = np.array([True, False]), np.array([0, 0])
+    nobody = np.zeros(4, dtype=int)
+    assert _members_done(settled, fresh, nobody, 100, 10).tolist() == [True, False]
+    # Half of the members stopped by epoch 30: the rest stop at 1.25 x 30, after epoch 38.
     stopped = np.array([0, 0, 25, 30])
-    assert _members_done(converged, stopped, 44).tolist() == [True, False]
-    assert _members_done(converged, stopped, 45).tolist() == [True, True]
+    assert _members_done(settled, fresh, stopped, 37, 10).tolist() == [True, False]
+    assert _members_done(settled, fresh, stopped, 38, 10).tolist() == [True, True]
+
+
+def test_a_member_stops_when_its_validation_loss_stops_improving_after_a_warm_up():
+    settled, nobody = np.array([False, False]), np.zeros(4, dtype=int)
+    since_best = np.array([10, 9])
+    # No stop for want of improvement within the first three patiences (30 epochs).
+    assert _members_done(settled, since_best, nobody, 29, 10).tolist() == [False, False]
+    assert _members_done(settled, since_best, nobody, 30, 10).tolist() == [True, False]
 
 
 def test_members_that_learnt_nothing_have_no_say():

@@ -104,9 +104,9 @@ def train_network(
     sessions of the batches (the sessions of each member in turn, see
     :func:`spicedsl.runtime.batch.member_batches`): the loss is the sum of the members'
     losses, so each member's weights follow its own loss, as they would alone. Each
-    member keeps the weights of its own best epoch and stops on its own (see
-    :func:`_members_done`). Stopped members leave the batch; training ends when every
-    member has stopped.
+    member keeps the weights of its own best epoch and stops on its own, by its training
+    or its validation loss (see :func:`_members_done`). Stopped members leave the batch;
+    training ends when every member has stopped.
 
     Raises
     ------
@@ -181,7 +181,8 @@ def train_network(
             )
             done = calm_epochs[active] >= settings.patience
             if members > 1:
-                done = _members_done(done, stopped_at, epoch + 1)
+                since_best = epoch + 1 - best_epoch[active]
+                done = _members_done(done, since_best, stopped_at, epoch + 1, settings.patience)
             stopped_at[active[done]] = epoch + 1
             if done.all():
                 log.stopped = "converged"
@@ -208,13 +209,20 @@ def train_network(
 
 
 # An ensemble member's epoch budget, relative to the epoch when half of them had stopped.
-MEMBER_BUDGET = 1.5
+MEMBER_BUDGET = 1.25
+# Patiences of epochs before a member may stop for want of a better monitored loss.
+MEMBER_WARM_UP = 3
 
 
-def _members_done(converged: np.ndarray, stopped_at: np.ndarray, epoch: int) -> np.ndarray:
+def _members_done(
+    settled: np.ndarray, since_best: np.ndarray, stopped_at: np.ndarray, epoch: int, patience: int
+) -> np.ndarray:
     """Which members of an ensemble stop after ``epoch``, among those still training.
 
-    A member stops when its training loss has ``converged``, or at its epoch budget,
+    A member stops when its training loss has ``settled``; when its monitored
+    (validation) loss has not improved for ``patience`` epochs (``since_best``), once
+    ``MEMBER_WARM_UP`` patiences have passed (early on, a member's loss often rises for a
+    while after a first quick fall, before it learns the task); or at its epoch budget,
     ``MEMBER_BUDGET`` times the epoch at which half of the members had stopped: a member
     that learns far more slowly than the others would otherwise set the cost of the whole
     ensemble (it keeps its best weights so far). ``stopped_at`` holds each member's last
@@ -223,8 +231,9 @@ def _members_done(converged: np.ndarray, stopped_at: np.ndarray, epoch: int) -> 
     stops = np.sort(stopped_at[stopped_at > 0])
     half = len(stopped_at) // 2
     if len(stops) >= half and epoch >= MEMBER_BUDGET * stops[half - 1]:
-        return np.ones_like(converged)
-    return converged
+        return np.ones_like(settled)
+    overfitting = (since_best >= patience) & (epoch >= MEMBER_WARM_UP * patience)
+    return settled | overfitting
 
 
 def _adam(net: BaseRNN, settings: FitSettings) -> torch.optim.Adam:
